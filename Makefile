@@ -1,0 +1,62 @@
+# The only entry points the docs and the workflows use. Every target installs what it needs
+# first (`setup`), so on a fresh machine `make pipeline` and `make test` are the whole set-up.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+# uv from PATH, else the one `setup` installs with pip.
+UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+HOST ?= 127.0.0.1
+MLFLOW_PORT ?= 5000
+
+.PHONY: help setup pipeline promote rollback lineage status server test test-unit lint format clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.synced ## install pinned dependencies (uv.lock) into .venv
+
+$(VENV)/.synced: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || { echo "setup: installing uv with pip"; \
+	  python3 -m pip install --quiet uv || python3 -m pip install --quiet --user uv; }
+	$(UV) sync --frozen
+	@touch $@
+
+pipeline: setup ## data -> train -> register -> promote (dvc repro + promote.py), then who is champion
+	@$(PY) -m churn pipeline
+
+promote: setup ## promote @challenger if it beats the gate (ARGS="--dry-run")
+	@$(PY) promote.py $(ARGS)
+
+rollback: setup ## swap @champion and @prev-champion (ARGS="--dry-run")
+	@$(PY) rollback.py $(ARGS)
+
+lineage: setup ## trace @champion to its run, commit and data (ARGS="--alias challenger")
+	@$(PY) -m churn lineage $(ARGS)
+
+status: setup ## one line: who is champion
+	@$(PY) -m churn status
+
+server: setup ## MLflow UI and tracking server on $(HOST):$(MLFLOW_PORT), over the embedded store
+	$(VENV)/bin/mlflow server --backend-store-uri sqlite:///mlflow.db \
+	  --artifacts-destination ./mlartifacts --host $(HOST) --port $(MLFLOW_PORT)
+
+test: setup ## the whole test suite: unit, integration (real MLflow store and server), e2e
+	$(PY) -m pytest $(ARGS)
+
+test-unit: setup ## unit tests only (fast)
+	$(PY) -m pytest tests/unit $(ARGS)
+
+lint: setup ## ruff (lint + format check) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: setup ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean: ## remove the local MLflow store, DVC outputs and caches (keeps .venv)
+	rm -rf mlflow.db mlartifacts mlruns reports data/customers.parquet .dvc/cache .dvc/tmp \
+	  .pytest_cache .ruff_cache .mypy_cache

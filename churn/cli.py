@@ -1,0 +1,66 @@
+"""What every entry-point script shares: the parser, and errors mapped to the exit-code contract.
+
+Scripts print results to stdout; every failure is one line on stderr and an exit code, never a
+traceback for something the user can fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable
+
+from churn.errors import EXIT_CODES_HELP, ChurnError, TrackingUnavailableError
+from churn.settings import ParamsError
+
+
+def parser(prog: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="MLflow tracking/registry URI (default: $MLFLOW_TRACKING_URI, "
+        "else the embedded store sqlite:///<repo>/mlflow.db)",
+    )
+    return p
+
+
+def quiet_mlflow() -> None:
+    """MLflow's INFO chatter (migrations, uv export) buries our output; keep its warnings."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def fail(prog: str, message: str) -> None:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+
+
+def run(prog: str, body: Callable[[], int]) -> int:
+    """Call `body`, turning our typed errors into their exit codes with a one-line message."""
+    quiet_mlflow()
+    try:
+        return body()
+    except ChurnError as exc:
+        fail(prog, str(exc))
+        return exc.exit_code
+    except ParamsError as exc:
+        fail(prog, f"{exc}; fix params.yaml")
+        return 2
+    except KeyboardInterrupt:
+        fail(prog, "interrupted")
+        return 130
+    except Exception as exc:
+        # A store failure MLflow raised from somewhere we did not wrap still must not be a traceback.
+        mod = type(exc).__module__.split(".")[0]
+        if mod in ("mlflow", "sqlalchemy", "requests", "urllib3", "sqlite3"):
+            fail(prog, str(TrackingUnavailableError(f"tracking store failed: {exc}")).splitlines()[0])
+            return TrackingUnavailableError.exit_code
+        raise

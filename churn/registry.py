@@ -1,0 +1,308 @@
+"""Registry operations on model `churn`: the promotion gate, promote, rollback, register.
+
+Rules every operation follows:
+- read every alias it needs (one `get_registered_model` call gives all of them) before writing any;
+- re-read just before writing, and change nothing if someone else moved an alias meanwhile;
+- write in an order where an interruption leaves a usable registry (the escape hatch
+  @prev-champion first, @champion as the commit point), and undo what it wrote if a later
+  write of the same move fails;
+- explain each change with tags on the versions involved.
+Functions return results; scripts print them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from churn.errors import RegistryStateError, TrackingUnavailableError
+from churn.settings import CHALLENGER, CHAMPION, LOWER_IS_BETTER, MODEL_NAME, PREV_CHAMPION
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+
+# ---------------------------------------------------------------------------------------------
+# The gate: pure logic, unit-tested branch by branch.
+
+
+@dataclass(frozen=True)
+class Candidate:
+    version: int
+    score: float
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    promote: bool
+    metric: str
+    epsilon: float
+    champion: Candidate | None
+    challenger: Candidate
+    # The score the challenger had to reach (None on cold start).
+    required: float | None
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.metric in LOWER_IS_BETTER
+
+
+def gate(
+    champion: Candidate | None, challenger: Candidate, metric: str, epsilon: float
+) -> GateDecision:
+    """Promote iff the challenger beats the champion by at least `epsilon` on `metric`.
+
+    For metrics where lower is better (log_loss) the challenger must be at most champion - epsilon.
+    With no champion (cold start) the challenger is promoted.
+    """
+    if champion is None:
+        return GateDecision(True, metric, epsilon, None, challenger, None)
+    if metric in LOWER_IS_BETTER:
+        required = champion.score - epsilon
+        ok = challenger.score <= required
+    else:
+        required = champion.score + epsilon
+        ok = challenger.score >= required
+    # Round-off in `champion + epsilon` must not flip a tie the printed numbers show as passing.
+    ok = ok or math.isclose(challenger.score, required, rel_tol=0.0, abs_tol=1e-12)
+    return GateDecision(ok, metric, epsilon, champion, challenger, required)
+
+
+def format_decision_header(d: GateDecision) -> list[str]:
+    m = d.metric
+    champ = (
+        f"champion   : v{d.champion.version}  {m}={d.champion.score:.4f}"
+        if d.champion
+        else "champion   : none (cold start)"
+    )
+    return [champ, f"challenger : v{d.challenger.version}  {m}={d.challenger.score:.4f}"]
+
+
+def format_refusal(d: GateDecision) -> str:
+    op = "<=" if d.lower_is_better else ">="
+    return f"GATE FAILED: needs {op} {d.required:.4f}. No change."
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the registry.
+
+
+def aliases(client: MlflowClient, name: str = MODEL_NAME) -> dict[str, int]:
+    """Every alias of `name` -> version, in one read. Raises RegistryStateError if no such model."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise RegistryStateError(
+                f"model '{name}' is not in the registry: train one first (make pipeline)"
+            ) from exc
+        raise
+    return {alias: int(version) for alias, version in (model.aliases or {}).items()}
+
+
+def version_score(client: MlflowClient, version: int, metric: str, alias: str) -> Candidate:
+    """The metric as logged by the version's source run (never a number from anywhere else)."""
+    mv = client.get_model_version(MODEL_NAME, str(version))
+    run = client.get_run(mv.run_id)
+    if metric not in run.data.metrics:
+        raise RegistryStateError(
+            f"run {mv.run_id} (@{alias}, v{version}) has no metric '{metric}': "
+            f"choose a logged metric with --metric"
+        )
+    return Candidate(version, float(run.data.metrics[metric]))
+
+
+def _recheck(client: MlflowClient, expected: dict[str, int | None]) -> None:
+    now = aliases(client)
+    moved = {a: (v, now.get(a)) for a, v in expected.items() if now.get(a) != v}
+    if moved:
+        detail = ", ".join(
+            f"@{a} {_v(old)} -> {_v(new)}" for a, (old, new) in sorted(moved.items())
+        )
+        raise RegistryStateError(
+            f"the registry changed while deciding ({detail}); nothing was changed: run again"
+        )
+
+
+def _v(version: int | None) -> str:
+    return f"v{version}" if version is not None else "unset"
+
+
+# ---------------------------------------------------------------------------------------------
+# Promote.
+
+
+@dataclass(frozen=True)
+class PromoteResult:
+    decision: GateDecision | None  # None: nothing to promote
+    promoted: bool
+    dry_run: bool
+
+
+def promote(
+    client: MlflowClient, metric: str, epsilon: float, dry_run: bool = False
+) -> PromoteResult:
+    before = aliases(client)
+    chal_v = before.get(CHALLENGER)
+    if chal_v is None:
+        return PromoteResult(None, False, dry_run)
+    champ_v = before.get(CHAMPION)
+    if champ_v == chal_v:
+        raise RegistryStateError(
+            f"@{CHAMPION} and @{CHALLENGER} both point at v{chal_v}: "
+            f"delete @{CHALLENGER} or point it at a new version"
+        )
+    challenger = version_score(client, chal_v, metric, CHALLENGER)
+    champion = version_score(client, champ_v, metric, CHAMPION) if champ_v is not None else None
+    decision = gate(champion, challenger, metric, epsilon)
+    if not decision.promote or dry_run:
+        return PromoteResult(decision, False, dry_run)
+
+    _recheck(client, {CHAMPION: champ_v, CHALLENGER: chal_v})
+    prev_before = before.get(PREV_CHAMPION)
+    wrote_prev = False
+    try:
+        if champ_v is not None:
+            client.set_registered_model_alias(MODEL_NAME, PREV_CHAMPION, str(champ_v))
+            wrote_prev = True
+        client.set_registered_model_alias(MODEL_NAME, CHAMPION, str(chal_v))
+    except Exception as exc:
+        if wrote_prev:
+            _restore_alias(client, PREV_CHAMPION, prev_before)
+        raise TrackingUnavailableError(
+            f"promotion of v{chal_v} failed before @{CHAMPION} moved ({_first_line(exc)}); "
+            f"aliases restored: run promote.py again"
+        ) from exc
+    # @champion has moved: the promotion happened. What follows is bookkeeping.
+    client.delete_registered_model_alias(MODEL_NAME, CHALLENGER)
+    over = f"v{champ_v} ({metric}={champion.score:.4f})" if champion else "cold-start"
+    client.set_model_version_tag(MODEL_NAME, str(chal_v), "promoted_over", over)
+    client.set_model_version_tag(MODEL_NAME, str(chal_v), "validated_by", "promote.py")
+    return PromoteResult(decision, True, False)
+
+
+def _restore_alias(client: MlflowClient, alias: str, version: int | None) -> None:
+    try:
+        if version is None:
+            client.delete_registered_model_alias(MODEL_NAME, alias)
+        else:
+            client.set_registered_model_alias(MODEL_NAME, alias, str(version))
+    except Exception as exc:  # the store is failing: say exactly what is left to fix
+        raise TrackingUnavailableError(
+            f"could not restore @{alias} to {_v(version)} ({_first_line(exc)}): "
+            f"set it by hand once the store is back"
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------------------------
+# Rollback.
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    champion_before: int
+    prev_before: int
+    dry_run: bool
+
+
+def rollback(client: MlflowClient, dry_run: bool = False) -> RollbackResult:
+    """Swap @champion and @prev-champion, read together before either is written."""
+    before = aliases(client)
+    for alias in (CHAMPION, PREV_CHAMPION):
+        if alias not in before:
+            raise RegistryStateError(
+                f"alias @{alias} not set on '{MODEL_NAME}': cannot roll back"
+                + (" (nothing has been promoted over a champion yet)" if alias == PREV_CHAMPION else "")
+            )
+    champ_v, prev_v = before[CHAMPION], before[PREV_CHAMPION]
+    if champ_v == prev_v:
+        raise RegistryStateError(
+            f"@{CHAMPION} and @{PREV_CHAMPION} both point at v{champ_v}: nothing to roll back to"
+        )
+    if dry_run:
+        return RollbackResult(champ_v, prev_v, True)
+    _recheck(client, {CHAMPION: champ_v, PREV_CHAMPION: prev_v})
+    try:
+        client.set_registered_model_alias(MODEL_NAME, CHAMPION, str(prev_v))
+    except Exception as exc:
+        raise TrackingUnavailableError(
+            f"rollback failed before @{CHAMPION} moved ({_first_line(exc)}); nothing changed"
+        ) from exc
+    try:
+        client.set_registered_model_alias(MODEL_NAME, PREV_CHAMPION, str(champ_v))
+    except Exception as exc:
+        _restore_alias(client, CHAMPION, champ_v)
+        raise TrackingUnavailableError(
+            f"rollback failed while moving @{PREV_CHAMPION} ({_first_line(exc)}); "
+            f"@{CHAMPION} restored to v{champ_v}: run rollback.py again"
+        ) from exc
+    client.set_model_version_tag(MODEL_NAME, str(champ_v), "rolled_back", "true")
+    # The restored champion is no longer "rolled back": keep the tags telling the truth.
+    restored = client.get_model_version(MODEL_NAME, str(prev_v))
+    if "rolled_back" in (restored.tags or {}):
+        client.delete_model_version_tag(MODEL_NAME, str(prev_v), "rolled_back")
+    return RollbackResult(champ_v, prev_v, False)
+
+
+def format_rollback(r: RollbackResult) -> list[str]:
+    head = "DRY RUN: would roll back" if r.dry_run else "ROLLBACK:"
+    pad = " " * len(head)
+    return [
+        f"{head} @{CHAMPION}      v{r.champion_before} -> v{r.prev_before}",
+        f"{pad} @{PREV_CHAMPION} v{r.prev_before} -> v{r.champion_before}",
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Register.
+
+
+def best_run(client: MlflowClient, experiment_id: str, metric: str) -> str:
+    """The finished run of the experiment with the best `metric` (lowest for log_loss)."""
+    order = "ASC" if metric in LOWER_IS_BETTER else "DESC"
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string="attributes.status = 'FINISHED'",
+        order_by=[f"metrics.`{metric}` {order}"],
+        max_results=50,
+    )
+    runs = [r for r in runs if metric in r.data.metrics]
+    if not runs:
+        raise RegistryStateError(
+            f"no finished run in the experiment has metric '{metric}': train first (make pipeline)"
+        )
+    return str(runs[0].info.run_id)
+
+
+def register(client: MlflowClient, run_id: str) -> tuple[int, str]:
+    """Register runs:/<run_id>/model as a new version of `churn`; returns (version, run_id)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_run(run_id)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise RegistryStateError(f"run '{run_id}' not found: check the id (mlflow ui)") from exc
+        raise
+    try:
+        mv = mlflow.register_model(f"runs:/{run_id}/model", MODEL_NAME)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise RegistryStateError(
+                f"run '{run_id}' has no logged model named 'model': nothing to register"
+            ) from exc
+        raise
+    run = client.get_run(run_id)
+    for key in ("data_md5", "training_data"):
+        if key in run.data.tags:
+            client.set_model_version_tag(MODEL_NAME, mv.version, key, run.data.tags[key])
+    return int(mv.version), str(mv.run_id)

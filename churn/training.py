@@ -1,0 +1,202 @@
+"""Seeded training: split, fit, evaluate, log everything to MLflow, register a new version.
+
+The same params and the same data give the same metrics and the same predictions; the run
+records what is needed to rebuild it: params, the git commit (and whether the tree was dirty)
+and the md5 DVC records for the data file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+from sklearn.model_selection import train_test_split
+
+from churn import data, schema, settings
+from churn.model import TRUSTED_TYPES, ChurnProbability, build
+from churn.settings import Params
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    version: int
+    metrics: dict[str, float]
+    data_md5: str
+
+
+def file_md5(path: Path) -> str:
+    """The md5 DVC 3 records for a single file in dvc.lock / .dvc files (plain md5 of the bytes)."""
+    digest = hashlib.md5()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def git_state(root: Path) -> tuple[str | None, bool | None]:
+    """(HEAD commit, tree dirty?) or (None, None) outside a git checkout."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None, None
+    return commit, bool(status.strip())
+
+
+def split(df: pd.DataFrame, test_size: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    train, test = train_test_split(
+        df, test_size=test_size, random_state=seed, stratify=df[schema.LABEL_COLUMN]
+    )
+    return train, test
+
+
+def evaluate(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:
+    predicted = (proba >= threshold).astype(int)
+    return {
+        "auc": float(skm.roc_auc_score(y_true, proba)),
+        "f1": float(skm.f1_score(y_true, predicted, zero_division=0)),
+        "precision": float(skm.precision_score(y_true, predicted, zero_division=0)),
+        "recall": float(skm.recall_score(y_true, predicted, zero_division=0)),
+        "accuracy": float(skm.accuracy_score(y_true, predicted)),
+        "log_loss": float(skm.log_loss(y_true, proba, labels=[0, 1])),
+    }
+
+
+def write_reports(
+    reports_dir: Path, metrics: dict[str, float], y_true: np.ndarray, proba: np.ndarray, threshold: float
+) -> None:
+    """The files dvc.yaml declares as metrics and plots (`dvc metrics show`, `dvc plots show`)."""
+    plots = reports_dir / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    rounded = {k: round(v, 6) for k, v in metrics.items()}
+    (reports_dir / "metrics.json").write_text(json.dumps(rounded, indent=2, sort_keys=True) + "\n")
+    fpr, tpr, _ = skm.roc_curve(y_true, proba)
+    pd.DataFrame({"fpr": fpr.round(6), "tpr": tpr.round(6)}).to_csv(plots / "roc.csv", index=False)
+    labels = np.array(["No", "Yes"])
+    pd.DataFrame(
+        {"actual": labels[y_true], "predicted": labels[(proba >= threshold).astype(int)]}
+    ).to_csv(plots / "confusion.csv", index=False)
+
+
+def _figures(y_true: np.ndarray, proba: np.ndarray, threshold: float, auc: float) -> dict[str, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    roc_fig, ax = plt.subplots(figsize=(5, 5))
+    skm.RocCurveDisplay.from_predictions(y_true, proba, ax=ax, name=f"churn (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+    ax.set_title("ROC on the held-out split")
+    cm_fig, ax = plt.subplots(figsize=(5, 4.5))
+    skm.ConfusionMatrixDisplay.from_predictions(
+        y_true, (proba >= threshold).astype(int), display_labels=["No", "Yes"], ax=ax, colorbar=False
+    )
+    ax.set_title(f"Confusion matrix at threshold {threshold}")
+    return {"plots/roc.png": roc_fig, "plots/confusion.png": cm_fig}
+
+
+def _pip_requirements() -> list[str]:
+    # What the model needs to load and predict, pinned to what trained it; not the whole project.
+    packages = ["mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy"]
+    return [f"{p}=={metadata.version(p)}" for p in packages]
+
+
+def train(
+    params: Params,
+    client: MlflowClient,
+    tracking_uri: str,
+    data_path: Path = settings.DATA_FILE,
+    reports_dir: Path | None = settings.REPORTS_DIR,
+    root: Path = settings.ROOT,
+    progress: Progress = lambda _msg: None,
+) -> TrainResult:
+    import mlflow
+    import mlflow.data
+    import mlflow.sklearn
+    from matplotlib import pyplot as plt
+    from mlflow.models import infer_signature
+
+    from churn.tracking import ensure_experiment
+
+    progress(f"reading {data_path}")
+    df = data.read_parquet(data_path)
+    data_md5 = file_md5(data_path)
+    train_df, test_df = split(df, params.test_size, params.seed)
+    x_train, y_train = data.features(train_df), data.labels(train_df)
+    x_test, y_test = data.features(test_df), data.labels(test_df)
+
+    progress(f"fitting {params.model_type} on {len(train_df):,} rows (seed {params.seed})")
+    model: ChurnProbability = build(params.model_type, params.model_params, params.seed)
+    model.fit(x_train, y_train)
+    proba = model.predict(x_test)
+    scores = evaluate(y_test, proba, params.threshold)
+    progress("held-out " + "  ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+    if reports_dir is not None:
+        write_reports(reports_dir, scores, y_test, proba, params.threshold)
+
+    commit, dirty = git_state(root)
+    training_data = (
+        f"{data_path.name} (generator, snapshot {params.data.snapshot}, seed {params.seed})"
+        if params.data.source == "generator"
+        else f"{data_path.name} (from {params.data.source})"
+    )
+    tags = {"data_md5": data_md5, "training_data": training_data}
+    run_tags = dict(tags)
+    if commit is not None:
+        # Set explicitly: MLflow only infers it for some entry points, not under `dvc repro`.
+        run_tags["mlflow.source.git.commit"] = commit
+        run_tags["git_dirty"] = str(dirty).lower()
+
+    experiment_id = ensure_experiment(client, tracking_uri)
+    progress(f"logging run and model to {tracking_uri}")
+    with mlflow.start_run(experiment_id=experiment_id, tags=run_tags) as run:
+        mlflow.log_params(params.flat())
+        mlflow.log_metrics(scores)
+        dataset = mlflow.data.from_pandas(
+            df, source=str(data_path), name=data_path.name, targets=schema.LABEL_COLUMN
+        )
+        mlflow.log_input(dataset, context="training")
+        for path, fig in _figures(y_test, proba, params.threshold, scores["auc"]).items():
+            mlflow.log_figure(fig, path)
+            plt.close(fig)
+        example = x_test.head(5)
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            serialization_format="skops",
+            skops_trusted_types=TRUSTED_TYPES,
+            signature=infer_signature(x_train, model.predict(x_train.head(100))),
+            input_example=example,
+            code_paths=[str(Path(__file__).resolve().parent)],
+            pip_requirements=_pip_requirements(),
+            registered_model_name=settings.MODEL_NAME,
+        )
+    version = int(info.registered_model_version)
+    for key, value in tags.items():
+        client.set_model_version_tag(settings.MODEL_NAME, str(version), key, value)
+    client.set_registered_model_alias(settings.MODEL_NAME, settings.CHALLENGER, str(version))
+    return TrainResult(run.info.run_id, version, scores, data_md5)

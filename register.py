@@ -1,0 +1,62 @@
+"""Register a tracked run's model as a new version of `churn`.
+
+    python register.py --run-id e5f6a7b8c9d0...           # register runs:/<id>/model
+    python register.py --best --metric auc                # the experiment's best run
+    python register.py --run-id ... --alias challenger    # and point an alias at it
+"""
+
+from __future__ import annotations
+
+from churn import cli, registry, settings, tracking
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = cli.parser("register.py", __doc__ or "")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run-id", metavar="ID", help="the run whose 'model' artifact to register")
+    which.add_argument("--best", action="store_true", help="pick the best run of the experiment")
+    p.add_argument(
+        "--metric", choices=settings.METRICS, default="auc", help="with --best (default: auc)"
+    )
+    p.add_argument("--alias", metavar="NAME", help="set this alias on the new version")
+    p.add_argument("--dry-run", action="store_true", help="say what would be registered, change nothing")
+    args = p.parse_args(argv)
+    if args.alias is not None and not _valid_alias(args.alias):
+        p.error(f"argument --alias: '{args.alias}' is not a valid alias (letters, digits, - and _)")
+
+    def body() -> int:
+        uri = settings.tracking_uri(args.tracking_uri)
+        client = tracking.connect(uri)
+        with tracking.store_errors(uri):
+            run_id = args.run_id
+            if args.best:
+                experiment_id = tracking.ensure_experiment(client, uri)
+                run_id = registry.best_run(client, experiment_id, args.metric)
+                metric = client.get_run(run_id).data.metrics[args.metric]
+                print(f"best run by {args.metric}: {run_id}  {args.metric}={metric:.4f}")
+            if args.dry_run:
+                client.get_run(run_id)
+                print(f"DRY RUN: would register runs:/{run_id}/model as a new version of "
+                      f"{settings.MODEL_NAME}")
+                return 0
+            version, source = registry.register(client, run_id)
+            print(f"registered {settings.MODEL_NAME} v{version}, source run {source}")
+            if args.alias:
+                client.set_registered_model_alias(settings.MODEL_NAME, args.alias, str(version))
+                print(f"@{args.alias} -> v{version}")
+        return 0
+
+    return cli.run("register.py", body)
+
+
+def _valid_alias(alias: str) -> bool:
+    # MLflow rejects version-like aliases ("v3") and anything outside these characters.
+    import re
+
+    return bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]{0,255}", alias)) and not re.fullmatch(
+        r"[vV]\d+", alias
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""Shared fixtures. Every test gets its own tracking store; none touches the developer's mlflow.db."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _isolated_tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A test that forgets --tracking-uri writes here, never into the repository's mlflow.db.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'isolated.db'}")
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, migrated SQLite store; copying it saves the seconds MLflow's migrations take."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@dataclass
+class Store:
+    """A real MLflow SQLite tracking store + registry in a test's tmp dir."""
+
+    path: Path
+    uri: str
+
+    @property
+    def client(self):  # type: ignore[no-untyped-def]
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+
+    def add_version(self, aliases: tuple[str, ...] = (), **metrics: float) -> int:
+        """A run with `metrics` logged and a registered version of `churn` pointing at it.
+
+        Promotion and rollback read only metrics and aliases, so no model artifact is needed here;
+        tests that load models train real ones.
+        """
+        from churn.settings import EXPERIMENT_NAME, MODEL_NAME
+        from churn.tracking import ensure_experiment
+
+        c = self.client
+        exp = ensure_experiment(c, self.uri, EXPERIMENT_NAME)
+        run = c.create_run(exp)
+        for k, v in metrics.items():
+            c.log_metric(run.info.run_id, k, v)
+        c.set_terminated(run.info.run_id)
+        try:
+            c.get_registered_model(MODEL_NAME)
+        except Exception:
+            c.create_registered_model(MODEL_NAME)
+        mv = c.create_model_version(MODEL_NAME, f"runs:/{run.info.run_id}/model", run.info.run_id)
+        for alias in aliases:
+            c.set_registered_model_alias(MODEL_NAME, alias, mv.version)
+        return int(mv.version)
+
+    def aliases(self) -> dict[str, int]:
+        from churn.registry import aliases
+
+        return aliases(self.client)
+
+    def tags(self, version: int) -> dict[str, str]:
+        from churn.settings import MODEL_NAME
+
+        return dict(self.client.get_model_version(MODEL_NAME, str(version)).tags)
+
+
+@pytest.fixture
+def store(tmp_path: Path, template_db: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+    path = tmp_path / "mlflow.db"
+    shutil.copy(template_db, path)
+    uri = f"sqlite:///{path}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    yield Store(path, uri)
