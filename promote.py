@@ -13,7 +13,7 @@ the challenger is promoted. With no @challenger there is nothing to do (exit 0).
 
 from __future__ import annotations
 
-from churn import cli, registry, settings, tracking
+from churn import cli, ledger, registry, settings, tracking
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,15 +41,20 @@ def main(argv: list[str] | None = None) -> int:
             print(line)
         if not d.promote:
             print(registry.format_refusal(d))
-            return 1
-        suffix = " (cold start)" if d.champion is None else ""
-        if result.dry_run:
-            print(f"DRY RUN: would move @{settings.CHAMPION} -> v{d.challenger.version}{suffix}")
+        elif result.dry_run:
+            print(f"DRY RUN: would move @{settings.CHAMPION} -> v{d.challenger.version}{_cold(d)}")
         else:
-            print(f"PROMOTED: @{settings.CHAMPION} -> v{d.challenger.version}{suffix}")
-        return 0
+            print(f"PROMOTED: @{settings.CHAMPION} -> v{d.challenger.version}{_cold(d)}")
+        if not result.dry_run:
+            with tracking.store_errors(uri):
+                ledger.record_promotion(client, uri, d, result.promoted)
+        return 0 if d.promote else 1
 
     return cli.run("promote.py", body)
+
+
+def _cold(d: registry.GateDecision) -> str:
+    return " (cold start)" if d.champion is None else ""
 
 
 if __name__ == "__main__":

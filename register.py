@@ -1,8 +1,8 @@
 """Register a tracked run's model as a new version of `churn`.
 
-    python register.py --run-id e5f6a7b8c9d0...           # register runs:/<id>/model
-    python register.py --best --metric auc                # the experiment's best run
-    python register.py --run-id ... --alias challenger    # and point an alias at it
+python register.py --run-id e5f6a7b8c9d0...           # register runs:/<id>/model
+python register.py --best --metric auc                # the experiment's best run
+python register.py --run-id ... --alias challenger    # and point an alias at it
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ def main(argv: list[str] | None = None) -> int:
         "--metric", choices=settings.METRICS, default="auc", help="with --best (default: auc)"
     )
     p.add_argument("--alias", metavar="NAME", help="set this alias on the new version")
-    p.add_argument("--dry-run", action="store_true", help="say what would be registered, change nothing")
+    p.add_argument(
+        "--dry-run", action="store_true", help="say what would be registered, change nothing"
+    )
     args = p.parse_args(argv)
     if args.alias is not None and not _valid_alias(args.alias):
         p.error(f"argument --alias: '{args.alias}' is not a valid alias (letters, digits, - and _)")
@@ -36,8 +38,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"best run by {args.metric}: {run_id}  {args.metric}={metric:.4f}")
             if args.dry_run:
                 client.get_run(run_id)
-                print(f"DRY RUN: would register runs:/{run_id}/model as a new version of "
-                      f"{settings.MODEL_NAME}")
+                print(
+                    f"DRY RUN: would register runs:/{run_id}/model as a new version of "
+                    f"{settings.MODEL_NAME}"
+                )
                 return 0
             version, source = registry.register(client, run_id)
             print(f"registered {settings.MODEL_NAME} v{version}, source run {source}")

@@ -9,7 +9,7 @@ you back where you started. The demoted version is tagged rolled_back=true.
 
 from __future__ import annotations
 
-from churn import cli, registry, settings, tracking
+from churn import cli, ledger, registry, settings, tracking
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
             result = registry.rollback(client, dry_run=args.dry_run)
         for line in registry.format_rollback(result):
             print(line)
+        if not result.dry_run:
+            with tracking.store_errors(uri):
+                ledger.record_rollback(client, uri, result)
         return 0
 
     return cli.run("rollback.py", body)

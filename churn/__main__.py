@@ -1,9 +1,9 @@
 """`python -m churn <command>`: the project's tools beyond the four registry scripts.
 
-    python -m churn prepare              # params.yaml source -> data/customers.parquet (DVC stage)
-    python -m churn lineage [--alias A]  # alias -> version -> run -> commit -> data bytes
-    python -m churn status               # one line: who is champion
-    python -m churn pipeline             # dvc repro, then promote.py, then status (make pipeline)
+python -m churn prepare              # params.yaml source -> data/customers.parquet (DVC stage)
+python -m churn lineage [--alias A]  # alias -> version -> run -> commit -> data bytes
+python -m churn status               # one line: who is champion
+python -m churn pipeline             # dvc repro, then promote.py, then status (make pipeline)
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import argparse
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from churn import cli, settings, tracking
@@ -29,7 +30,7 @@ exit codes (pipeline):
 
 def _prepare(args: argparse.Namespace) -> int:
     from churn import data
-    from churn.training import file_md5
+    from churn.provenance import file_md5
 
     params = settings.load_params(args.params)
     d = params.data
@@ -94,7 +95,7 @@ def _run_step(cmd: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) -
 
 
 def _pipeline(args: argparse.Namespace) -> int:
-    from churn.training import file_md5
+    from churn.provenance import file_md5
 
     uri = settings.tracking_uri(args.tracking_uri)
     tracking.check_reachable(uri)
@@ -131,6 +132,56 @@ def _pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got '{text}'")
+    return value
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not an ISO time like 2026-11-20T14:00 (UTC unless an offset is given)"
+        ) from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _history(args: argparse.Namespace) -> int:
+    from churn import ledger
+
+    uri = settings.tracking_uri(args.tracking_uri)
+    client = tracking.connect(uri)
+    with tracking.store_errors(uri):
+        records = ledger.history(client, None if args.at else args.limit)
+    if args.at is not None:
+        when = args.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        record = ledger.champion_at(records, args.at)
+        if record is None:
+            first = next((r for r in reversed(records) if r.decision in ledger.MOVED), None)
+            hint = f" (the first promotion was at {first.decided_at})" if first else ""
+            print(f"at {when}: no @{settings.CHAMPION} yet{hint}")
+            return 0
+        print(f"at {when}: @{settings.CHAMPION} was {settings.MODEL_NAME} v{record.to_version}")
+        print("put there by:")
+        print("  " + ledger.HEADER)
+        print("  " + ledger.format_record(record))
+        print(f"  ledger run {record.run_id}, git commit {record.git_commit or 'unknown'}")
+        return 0
+    if not records:
+        print(f"no alias moves recorded yet in {ledger.LEDGER_EXPERIMENT}")
+        return 0
+    print(ledger.HEADER)
+    for record in records:
+        print(ledger.format_record(record))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m churn",
@@ -164,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     command(
         "pipeline", "dvc repro, then promote.py, then status", epilog=PIPELINE_EXIT_HELP
     ).set_defaults(func=_pipeline)
+
+    sp = command("history", "alias moves recorded by promote/rollback, newest first")
+    sp.add_argument("--at", type=_parse_time, metavar="TIME", help="who was @champion at TIME")
+    sp.add_argument("--limit", type=_positive, default=20, metavar="N", help="default: 20")
+    sp.set_defaults(func=_history)
 
     args = p.parse_args(argv)
     return cli.run(f"churn {args.command}", lambda: int(args.func(args)))

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from churn.errors import EXIT_CODES_HELP, ChurnError, TrackingUnavailableError
 from churn.settings import ParamsError
+from churn.tracking import is_store_error
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -58,9 +59,10 @@ def run(prog: str, body: Callable[[], int]) -> int:
         fail(prog, "interrupted")
         return 130
     except Exception as exc:
-        # A store failure MLflow raised from somewhere we did not wrap still must not be a traceback.
-        mod = type(exc).__module__.split(".")[0]
-        if mod in ("mlflow", "sqlalchemy", "requests", "urllib3", "sqlite3"):
-            fail(prog, str(TrackingUnavailableError(f"tracking store failed: {exc}")).splitlines()[0])
+        # A store failure raised outside `store_errors` still must not be a traceback.
+        if is_store_error(exc):
+            fail(
+                prog, str(TrackingUnavailableError(f"tracking store failed: {exc}")).splitlines()[0]
+            )
             return TrackingUnavailableError.exit_code
         raise

@@ -41,7 +41,7 @@ class Lineage:
 def lineage(
     client: MlflowClient, alias: str = settings.CHAMPION, data_file: Path = settings.DATA_FILE
 ) -> Lineage:
-    from churn.training import file_md5
+    from churn.provenance import file_md5
 
     by_alias = aliases(client)
     if alias not in by_alias:
@@ -51,12 +51,13 @@ def lineage(
         )
     version = by_alias[alias]
     mv = client.get_model_version(settings.MODEL_NAME, str(version))
-    run = client.get_run(mv.run_id)
+    run_id = str(mv.run_id)
+    run = client.get_run(run_id)
     tags = run.data.tags
     return Lineage(
         alias=alias,
         version=version,
-        run_id=mv.run_id,
+        run_id=run_id,
         params=dict(sorted(run.data.params.items())),
         metrics=dict(sorted(run.data.metrics.items())),
         commit=tags.get("mlflow.source.git.commit"),
@@ -92,8 +93,7 @@ def format_lineage(li: Lineage, data_file: str = "data/customers.parquet") -> li
     if li.commit:
         short = li.commit[:12]
         lines += [
-            "reproduce      : "
-            f"git checkout {short} && dvc checkout {data_file} && python train.py",
+            f"reproduce      : git checkout {short} && dvc checkout {data_file} && python train.py",
             "                 (no cached data? `dvc pull` fetches it from the remote, "
             "or `dvc repro prepare` regenerates it)",
         ]

@@ -23,7 +23,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from churn import schema
 
 
-class ChurnProbability(BaseEstimator):  # type: ignore[misc]
+class ChurnProbability(BaseEstimator):
     """`predict(X)` -> P(churn) per row, shape (n,)."""
 
     def __init__(self, pipeline: Pipeline) -> None:
@@ -81,5 +81,7 @@ def build(model_type: str, params: dict[str, Any], seed: int) -> ChurnProbabilit
         sparse_threshold=0.0,
     )
     return ChurnProbability(
-        Pipeline([("preprocess", preprocess), ("classifier", _classifier(model_type, params, seed))])
+        Pipeline(
+            [("preprocess", preprocess), ("classifier", _classifier(model_type, params, seed))]
+        )
     )

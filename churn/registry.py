@@ -106,7 +106,7 @@ def aliases(client: MlflowClient, name: str = MODEL_NAME) -> dict[str, int]:
 def version_score(client: MlflowClient, version: int, metric: str, alias: str) -> Candidate:
     """The metric as logged by the version's source run (never a number from anywhere else)."""
     mv = client.get_model_version(MODEL_NAME, str(version))
-    run = client.get_run(mv.run_id)
+    run = client.get_run(str(mv.run_id))
     if metric not in run.data.metrics:
         raise RegistryStateError(
             f"run {mv.run_id} (@{alias}, v{version}) has no metric '{metric}': "
@@ -220,7 +220,11 @@ def rollback(client: MlflowClient, dry_run: bool = False) -> RollbackResult:
         if alias not in before:
             raise RegistryStateError(
                 f"alias @{alias} not set on '{MODEL_NAME}': cannot roll back"
-                + (" (nothing has been promoted over a champion yet)" if alias == PREV_CHAMPION else "")
+                + (
+                    " (nothing has been promoted over a champion yet)"
+                    if alias == PREV_CHAMPION
+                    else ""
+                )
             )
     champ_v, prev_v = before[CHAMPION], before[PREV_CHAMPION]
     if champ_v == prev_v:
@@ -268,13 +272,13 @@ def format_rollback(r: RollbackResult) -> list[str]:
 def best_run(client: MlflowClient, experiment_id: str, metric: str) -> str:
     """The finished run of the experiment with the best `metric` (lowest for log_loss)."""
     order = "ASC" if metric in LOWER_IS_BETTER else "DESC"
-    runs = client.search_runs(
+    found = client.search_runs(
         [experiment_id],
         filter_string="attributes.status = 'FINISHED'",
         order_by=[f"metrics.`{metric}` {order}"],
         max_results=50,
     )
-    runs = [r for r in runs if metric in r.data.metrics]
+    runs = [r for r in found if metric in r.data.metrics]
     if not runs:
         raise RegistryStateError(
             f"no finished run in the experiment has metric '{metric}': train first (make pipeline)"

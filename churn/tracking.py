@@ -80,7 +80,18 @@ def connect(explicit_uri: str | None = None) -> MlflowClient:
     try:
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
     except Exception as exc:  # a corrupt or locked SQLite file surfaces here
-        raise TrackingUnavailableError(f"tracking store {uri} failed to open: {_one_line(exc)}") from exc
+        raise TrackingUnavailableError(
+            f"tracking store {uri} failed to open: {_one_line(exc)}"
+        ) from exc
+
+
+# Libraries whose exceptions mean "the store is failing" (locked or corrupt SQLite, broken HTTP);
+# they share no base class we could catch without importing them all.
+_STORE_ERROR_MODULES = frozenset({"mlflow", "sqlalchemy", "requests", "urllib3", "sqlite3"})
+
+
+def is_store_error(exc: BaseException) -> bool:
+    return type(exc).__module__.split(".")[0] in _STORE_ERROR_MODULES
 
 
 def _one_line(exc: BaseException) -> str:
@@ -99,16 +110,15 @@ def store_errors(uri: str) -> Iterator[None]:
         if exc.error_code in _STATE_ERROR_CODES:
             raise RegistryStateError(_one_line(exc)) from exc
         raise TrackingUnavailableError(
-            f"tracking store {uri} failed: {_one_line(exc)}; check the server or MLFLOW_TRACKING_URI"
+            f"tracking store {uri} failed: {_one_line(exc)}; "
+            "check the server or MLFLOW_TRACKING_URI"
         ) from exc
     except (ConnectionError, TimeoutError, OSError) as exc:
         raise TrackingUnavailableError(
             f"tracking store {uri} is unreachable: {_one_line(exc)}"
         ) from exc
     except Exception as exc:
-        # SQLAlchemy (locked/corrupt SQLite) and requests errors have no common base we can name
-        # without importing them; anything else here is a failing store, not a user mistake.
-        if type(exc).__module__.split(".")[0] in ("sqlalchemy", "requests", "urllib3", "sqlite3"):
+        if is_store_error(exc):
             raise TrackingUnavailableError(
                 f"tracking store {uri} failed: {_one_line(exc)}"
             ) from exc

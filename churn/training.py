@@ -7,9 +7,7 @@ and the md5 DVC records for the data file.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
@@ -23,6 +21,7 @@ from sklearn.model_selection import train_test_split
 
 from churn import data, schema, settings
 from churn.model import TRUSTED_TYPES, ChurnProbability, build
+from churn.provenance import file_md5, git_state
 from churn.settings import Params
 
 if TYPE_CHECKING:
@@ -37,33 +36,6 @@ class TrainResult:
     version: int
     metrics: dict[str, float]
     data_md5: str
-
-
-def file_md5(path: Path) -> str:
-    """The md5 DVC 3 records for a single file in dvc.lock / .dvc files (plain md5 of the bytes)."""
-    digest = hashlib.md5()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def git_state(root: Path) -> tuple[str | None, bool | None]:
-    """(HEAD commit, tree dirty?) or (None, None) outside a git checkout."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None, None
-    return commit, bool(status.strip())
 
 
 def split(df: pd.DataFrame, test_size: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -86,7 +58,11 @@ def evaluate(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> dict[st
 
 
 def write_reports(
-    reports_dir: Path, metrics: dict[str, float], y_true: np.ndarray, proba: np.ndarray, threshold: float
+    reports_dir: Path,
+    metrics: dict[str, float],
+    y_true: np.ndarray,
+    proba: np.ndarray,
+    threshold: float,
 ) -> None:
     """The files dvc.yaml declares as metrics and plots (`dvc metrics show`, `dvc plots show`)."""
     plots = reports_dir / "plots"
@@ -113,7 +89,11 @@ def _figures(y_true: np.ndarray, proba: np.ndarray, threshold: float, auc: float
     ax.set_title("ROC on the held-out split")
     cm_fig, ax = plt.subplots(figsize=(5, 4.5))
     skm.ConfusionMatrixDisplay.from_predictions(
-        y_true, (proba >= threshold).astype(int), display_labels=["No", "Yes"], ax=ax, colorbar=False
+        y_true,
+        (proba >= threshold).astype(int),
+        display_labels=["No", "Yes"],
+        ax=ax,
+        colorbar=False,
     )
     ax.set_title(f"Confusion matrix at threshold {threshold}")
     return {"plots/roc.png": roc_fig, "plots/confusion.png": cm_fig}

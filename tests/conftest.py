@@ -1,4 +1,4 @@
-"""Shared fixtures. Every test gets its own tracking store; none touches the developer's mlflow.db."""
+"""Shared fixtures. Each test gets its own tracking store; none touches the repo's mlflow.db."""
 
 from __future__ import annotations
 
@@ -91,3 +91,74 @@ def store(tmp_path: Path, template_db: Path, monkeypatch: pytest.MonkeyPatch) ->
     uri = f"sqlite:///{path}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     yield Store(path, uri)
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small generated data set (3,000 rows) as the prepare stage would write it."""
+    from churn import data
+
+    path = tmp_path_factory.mktemp("data") / "customers.parquet"
+    data.write_parquet(data.normalise(data.generate(rows=3_000, seed=7)), path)
+    return path
+
+
+def small_params(**model_params: object):  # type: ignore[no-untyped-def]
+    from churn.settings import DataParams, Params
+
+    return Params(
+        seed=7,
+        data=DataParams(rows=3_000),
+        model_params={"C": 1.0, "max_iter": 1000, **model_params},
+    )
+
+
+def wait_for_http(url: str, timeout: float = 60.0, proc=None) -> None:  # type: ignore[no-untyped-def]
+    """Poll `url` until it answers 200, the process dies, or `timeout` passes."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlflow server` subprocess on a free loopback port, with its own store."""
+    import subprocess
+    import sys
+
+    work = tmp_path_factory.mktemp("server")
+    port = free_port()
+    mlflow_bin = Path(sys.executable).parent / "mlflow"
+    proc = subprocess.Popen(
+        [
+            str(mlflow_bin), "server",
+            "--backend-store-uri", f"sqlite:///{work / 'mlflow.db'}",
+            "--artifacts-destination", str(work / "artifacts"),
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        ],
+        stdout=(work / "server.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{uri}/health", timeout=90, proc=proc)
+        yield uri
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)

@@ -6,6 +6,8 @@ after each call, including that refused or failed calls change nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 import promote
@@ -16,13 +18,17 @@ from tests.conftest import Store
 pytestmark = pytest.mark.integration
 
 
-def run(capsys: pytest.CaptureFixture[str], main, *args: str) -> tuple[int, list[str], str]:  # type: ignore[no-untyped-def]
+def run(
+    capsys: pytest.CaptureFixture[str], main: Callable[[list[str]], int], *args: str
+) -> tuple[int, list[str], str]:
     code = main(list(args))
     out, err = capsys.readouterr()
     return code, out.splitlines(), err
 
 
-def test_no_model_at_all_is_exit_3_with_a_hint(store: Store, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_no_model_at_all_is_exit_3_with_a_hint(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, err = run(capsys, promote.main, "--tracking-uri", store.uri)
     assert code == 3 and out == []
     assert err == (
@@ -30,7 +36,7 @@ def test_no_model_at_all_is_exit_3_with_a_hint(store: Store, capsys) -> None:  #
     )
 
 
-def test_no_challenger_is_nothing_to_do(store: Store, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_no_challenger_is_nothing_to_do(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
     store.add_version(("champion",), auc=0.8)
     code, out, _ = run(capsys, promote.main)
     assert code == 0
@@ -38,7 +44,7 @@ def test_no_challenger_is_nothing_to_do(store: Store, capsys) -> None:  # type: 
     assert store.aliases() == {"champion": 1}
 
 
-def test_cold_start_promotes_and_tags(store: Store, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_cold_start_promotes_and_tags(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
     store.add_version(("challenger",), auc=0.81)
     code, out, _ = run(capsys, promote.main)
     assert code == 0
@@ -51,7 +57,9 @@ def test_cold_start_promotes_and_tags(store: Store, capsys) -> None:  # type: ig
     assert store.tags(1) == {"promoted_over": "cold-start", "validated_by": "promote.py"}
 
 
-def test_promotion_moves_prev_champion_first_and_removes_challenger(store: Store, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_promotion_moves_prev_champion_first_and_removes_challenger(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
     store.add_version(("champion",), auc=0.86)
     store.add_version(("challenger",), auc=0.88)
     code, out, _ = run(capsys, promote.main, "--dry-run")
@@ -70,7 +78,9 @@ def test_promotion_moves_prev_champion_first_and_removes_challenger(store: Store
     assert store.tags(2) == {"promoted_over": "v1 (auc=0.8600)", "validated_by": "promote.py"}
 
 
-def test_refused_gate_leaves_every_alias_untouched(store: Store, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_refused_gate_leaves_every_alias_untouched(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
     store.add_version(("prev-champion",), auc=0.84)
     store.add_version(("champion",), auc=0.86)
     store.add_version(("challenger",), auc=0.861)
@@ -87,7 +97,9 @@ def test_refused_gate_leaves_every_alias_untouched(store: Store, capsys) -> None
     assert store.tags(3) == {}
 
 
-def test_metric_and_epsilon_flags_override_params(store: Store, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_metric_and_epsilon_flags_override_params(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
     store.add_version(("champion",), auc=0.86, log_loss=0.45)
     store.add_version(("challenger",), auc=0.85, log_loss=0.40)
     code, out, _ = run(capsys, promote.main, "--metric", "log_loss", "--epsilon", "0.01")
@@ -99,7 +111,7 @@ def test_metric_and_epsilon_flags_override_params(store: Store, capsys) -> None:
     ]
 
 
-def test_missing_metric_is_exit_3(store: Store, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_missing_metric_is_exit_3(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
     store.add_version(("champion",), auc=0.86)
     store.add_version(("challenger",), f1=0.7)
     code, out, err = run(capsys, promote.main)
@@ -108,7 +120,9 @@ def test_missing_metric_is_exit_3(store: Store, capsys) -> None:  # type: ignore
     assert store.aliases() == {"champion": 1, "challenger": 2}
 
 
-def test_champion_and_challenger_on_one_version_is_exit_3(store: Store, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_champion_and_challenger_on_one_version_is_exit_3(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
     store.add_version(("champion", "challenger"), auc=0.86)
     code, _, err = run(capsys, promote.main)
     assert code == 3
@@ -127,14 +141,18 @@ def test_champion_and_challenger_on_one_version_is_exit_3(store: Store, capsys) 
         (["--bogus"], "unrecognized arguments: --bogus"),
     ],
 )
-def test_usage_errors_are_exit_2(capsys, args: list[str], message: str) -> None:  # type: ignore[no-untyped-def]
+def test_usage_errors_are_exit_2(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
     with pytest.raises(SystemExit) as exc:
         promote.main(args)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
 
 
-def test_rollback_twice_restores_the_start(store: Store, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_rollback_twice_restores_the_start(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
     store.add_version(("challenger",), auc=0.86)
     assert promote.main([]) == 0
     store.add_version(("challenger",), auc=0.88)
@@ -171,7 +189,9 @@ def test_rollback_twice_restores_the_start(store: Store, capsys) -> None:  # typ
     assert store.tags(1)["rolled_back"] == "true"
 
 
-def test_rollback_without_prev_champion_is_exit_3(store: Store, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_rollback_without_prev_champion_is_exit_3(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
     store.add_version(("champion",), auc=0.86)
     code, out, err = run(capsys, rollback.main)
     assert code == 3 and out == []
@@ -182,14 +202,16 @@ def test_rollback_without_prev_champion_is_exit_3(store: Store, capsys) -> None:
     assert store.aliases() == {"champion": 1}
 
 
-def test_rollback_with_both_aliases_on_one_version_is_exit_3(store: Store, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_rollback_with_both_aliases_on_one_version_is_exit_3(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
     store.add_version(("champion", "prev-champion"), auc=0.86)
     code, _, err = run(capsys, rollback.main)
     assert code == 3
     assert "both point at v1: nothing to roll back to" in err
 
 
-def test_register_by_run_id_and_best(store: Store, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_register_by_run_id_and_best(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
     # Versions need real logged models to register from runs; reuse a registered version's run
     # only for the error path, and train-free checks of --best ordering.
     store.add_version(auc=0.80)
@@ -215,14 +237,14 @@ def test_register_by_run_id_and_best(store: Store, capsys) -> None:  # type: ign
     )
 
 
-def test_register_needs_run_id_or_best(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_register_needs_run_id_or_best(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         register.main([])
     assert exc.value.code == 2
     assert "one of the arguments --run-id --best is required" in capsys.readouterr().err
 
 
-def test_help_documents_exit_codes(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_help_documents_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     for main in (promote.main, rollback.main, register.main):
         with pytest.raises(SystemExit) as exc:
             main(["--help"])
@@ -232,7 +254,7 @@ def test_help_documents_exit_codes(capsys) -> None:  # type: ignore[no-untyped-d
         assert "4  tracking server or store unreachable or failing" in out
 
 
-def test_dead_server_is_exit_4_within_seconds(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_dead_server_is_exit_4_within_seconds(capsys: pytest.CaptureFixture[str]) -> None:
     import time
 
     from tests.conftest import free_port
