@@ -34,10 +34,16 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 def quiet_mlflow() -> None:
-    """MLflow's INFO chatter (migrations, uv export) buries our output; keep its warnings."""
+    """MLflow's INFO chatter (migrations, uv export) buries our output; keep its warnings.
+
+    Set through MLflow's own variable because MLflow configures its loggers when imported;
+    a user who sets MLFLOW_LOGGING_LEVEL keeps their choice.
+    """
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # uv venvs have no pip; MLflow warns it cannot pin pip in the model's conda.yaml.
+    logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
 
 
 def fail(prog: str, message: str) -> None:

@@ -8,6 +8,7 @@ and the md5 DVC records for the data file.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
@@ -105,6 +106,25 @@ def _pip_requirements() -> list[str]:
     return [f"{p}=={metadata.version(p)}" for p in packages]
 
 
+def _log_model(model: ChurnProbability, x_train: pd.DataFrame, example: pd.DataFrame) -> Any:
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    return mlflow.sklearn.log_model(
+        model,
+        name="model",
+        serialization_format="skops",
+        skops_trusted_types=TRUSTED_TYPES,
+        signature=infer_signature(x_train, model.predict(x_train.head(100))),
+        input_example=example,
+        # The model's own code travels with it, so `mlflow models serve` and other consumers
+        # can load it without this repository installed.
+        code_paths=[str(Path(__file__).resolve().parent)],
+        pip_requirements=_pip_requirements(),
+        registered_model_name=settings.MODEL_NAME,
+    )
+
+
 def train(
     params: Params,
     client: MlflowClient,
@@ -115,10 +135,9 @@ def train(
     progress: Progress = lambda _msg: None,
 ) -> TrainResult:
     import mlflow
-    import mlflow.data
     import mlflow.sklearn
     from matplotlib import pyplot as plt
-    from mlflow.models import infer_signature
+    from mlflow.data.pandas_dataset import from_pandas
 
     from churn.tracking import ensure_experiment
 
@@ -156,25 +175,22 @@ def train(
     with mlflow.start_run(experiment_id=experiment_id, tags=run_tags) as run:
         mlflow.log_params(params.flat())
         mlflow.log_metrics(scores)
-        dataset = mlflow.data.from_pandas(
-            df, source=str(data_path), name=data_path.name, targets=schema.LABEL_COLUMN
-        )
+        with warnings.catch_warnings():
+            # MLflow registers two equivalent local-file source types and warns it picked one.
+            warnings.filterwarnings("ignore", message="The specified dataset source")
+            dataset = from_pandas(
+                df, source=str(data_path), name=data_path.name, targets=schema.LABEL_COLUMN
+            )
         mlflow.log_input(dataset, context="training")
         for path, fig in _figures(y_test, proba, params.threshold, scores["auc"]).items():
             mlflow.log_figure(fig, path)
             plt.close(fig)
         example = x_test.head(5)
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            serialization_format="skops",
-            skops_trusted_types=TRUSTED_TYPES,
-            signature=infer_signature(x_train, model.predict(x_train.head(100))),
-            input_example=example,
-            code_paths=[str(Path(__file__).resolve().parent)],
-            pip_requirements=_pip_requirements(),
-            registered_model_name=settings.MODEL_NAME,
-        )
+        with warnings.catch_warnings():
+            # Our integer columns (SeniorCitizen, tenure) are never missing: ingestion rejects
+            # nulls there, so MLflow's hint about nullable integer columns does not apply.
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+            info = _log_model(model, x_train, example)
     version = int(info.registered_model_version)
     for key, value in tags.items():
         client.set_model_version_tag(settings.MODEL_NAME, str(version), key, value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -60,8 +61,8 @@ def test_promote_refuse_rollback_promote_gives_four_records_in_order(
     # decision.json travels with each record.
     import json
 
-    text = store.client.download_artifacts(records[0].run_id, "decision.json")
-    assert json.loads(open(text).read())["action"] == "rollback"
+    path = store.client.download_artifacts(records[0].run_id, "decision.json")
+    assert json.loads(Path(path).read_text())["action"] == "rollback"
 
     capsys.readouterr()
     assert churn_main(["history"]) == 0
