@@ -9,8 +9,9 @@ PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
+PORT ?= 8000
 
-.PHONY: help setup pipeline promote rollback lineage status server test test-unit lint format clean
+.PHONY: help setup pipeline promote rollback lineage status server serve demo test test-unit lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,6 +42,13 @@ status: setup ## one line: who is champion
 server: setup ## MLflow UI and tracking server on $(HOST):$(MLFLOW_PORT), over the embedded store
 	$(VENV)/bin/mlflow server --backend-store-uri sqlite:///mlflow.db \
 	  --artifacts-destination ./mlartifacts --host $(HOST) --port $(MLFLOW_PORT)
+
+serve: setup ## the prediction API on $(HOST):$(PORT), serving models:/churn@champion (serve/README.md)
+	$(VENV)/bin/uvicorn --factory serve.app:main --host $(HOST) --port $(PORT)
+
+demo: pipeline ## pipeline, then the API in the foreground, with a ready-to-paste curl
+	@$(PY) -m serve.example --host $(HOST) --port $(PORT)
+	@$(MAKE) --no-print-directory serve
 
 test: setup ## the whole test suite: unit, integration (real MLflow store and server), e2e
 	$(PY) -m pytest $(ARGS)

@@ -41,6 +41,8 @@ def quiet_mlflow() -> None:
     """
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    # With a server MLflow prints "View run ... at" links into stdout, which is our results channel.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # uv venvs have no pip; MLflow warns it cannot pin pip in the model's conda.yaml.
     logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)

@@ -1,15 +1,18 @@
 """The data layer: a seeded generator in the IBM Telco layout, and validated ingestion.
 
-`generate` produces the raw layout exactly as the public CSV has it (TotalCharges as a string,
-blank for new customers; Churn as Yes/No), so the generated file and the real one go through the
-same `normalise` path. `normalise` collects every problem before raising, so a bad file is
-reported in one message naming each wrong column with a few offending values.
+`generate` writes the raw layout exactly as the public CSV has it (TotalCharges a string, blank
+for new customers; Churn "Yes"/"No"), so generated data and the real file take the same
+`normalise` path and nothing downstream can tell which one it was given. `normalise` collects
+every problem before raising, so a bad file is reported in one message, not one fix at a time.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +22,36 @@ from churn import schema
 from churn.schema import Column, Kind
 
 BASE_SNAPSHOT = "2026-07"
-_SNAPSHOT_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_SNAPSHOT_RE = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
+# The real file has 11 tenure-0 rows in 7,043 (0.16%); a little more keeps a few in small samples.
+_NEW_CUSTOMER_SHARE = 0.005
 _MAX_EXAMPLES = 3
+
+# Categories come from the schema, unpacked so that a change there fails here loudly.
+_YES, _NO = schema.YES_NO
+_NO_PHONE = schema.PHONE_DEPENDENT[2]
+_NO_INTERNET = schema.INTERNET_DEPENDENT[2]
+_FEMALE, _MALE = schema.BY_NAME["gender"].categories
+_DSL, _FIBER, _NO_NET = schema.BY_NAME["InternetService"].categories
+_MONTHLY, _ONE_YEAR, _TWO_YEAR = schema.BY_NAME["Contract"].categories
+_ECHECK, _MAILED, _BANK, _CARD = schema.BY_NAME["PaymentMethod"].categories
+_SECURITY, _BACKUP, _PROTECTION, _SUPPORT, _TV, _MOVIES = (
+    c.name for c in schema.COLUMNS if c.categories == schema.INTERNET_DEPENDENT
+)
 
 
 class DataValidationError(ValueError):
-    """The data does not fit the schema; the message names every wrong column."""
+    """The frame does not fit the schema. `problems` maps each wrong column to what is wrong."""
+
+    def __init__(self, problems: Mapping[str, str]) -> None:
+        self.problems = dict(problems)
+        n = len(self.problems)
+        detail = "; ".join(f"{name}: {what}" for name, what in self.problems.items())
+        super().__init__(f"bad data in {n} column{'' if n == 1 else 's'}: {detail}")
+
+    def __reduce__(self) -> tuple[type[DataValidationError], tuple[dict[str, str]]]:
+        # The message is derived, so rebuild from the problems (pickling, multiprocessing).
+        return (type(self), (self.problems,))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -32,279 +59,363 @@ class DataValidationError(ValueError):
 
 
 def _months_since_base(snapshot: str) -> int:
-    match = _SNAPSHOT_RE.match(snapshot)
-    if not match:
-        raise ValueError(f"snapshot must look like 2026-07 (YYYY-MM), got {snapshot!r}")
-    base_year, base_month = (int(x) for x in BASE_SNAPSHOT.split("-"))
+    match = _SNAPSHOT_RE.fullmatch(snapshot) if isinstance(snapshot, str) else None
+    if match is None:
+        raise ValueError(f"snapshot must be a month as YYYY-MM (e.g. 2026-07), got {snapshot!r}")
+    base_year, base_month = (int(part) for part in BASE_SNAPSHOT.split("-"))
     return (int(match[1]) - base_year) * 12 + int(match[2]) - base_month
 
 
+def _drift(months: int) -> float:
+    # About one unit per month for the first few months, then saturating at 12, so a snapshot
+    # years away is still a plausible population rather than all-fiber with 99% churn.
+    return 12.0 * math.tanh(months / 12.0)
+
+
 def _rng(seed: int, snapshot: str) -> np.random.Generator:
-    # hashlib, not hash(): Python salts str hashes per process, which would break determinism.
-    month_key = int.from_bytes(hashlib.sha256(snapshot.encode()).digest()[:8], "big")
-    return np.random.default_rng([seed, month_key])
+    # hashlib, not hash(): str hashes are salted per process and would break reproducibility.
+    digest = hashlib.sha256(f"churn-mlops/{seed}/{snapshot}".encode()).digest()
+    return np.random.default_rng(np.random.SeedSequence(int.from_bytes(digest, "big")))
 
 
-def _customer_ids(rng: np.random.Generator, rows: int) -> np.ndarray:
-    letters = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
-    codes = rng.choice(10_000 * 26**5, size=rows, replace=False)
-    digits, rest = np.divmod(codes, 26**5)
-    parts = [np.char.zfill(digits.astype(str), 4), np.full(rows, "-")]
-    for power in range(4, -1, -1):
-        parts.append(letters[(rest // 26**power) % 26])
-    out = parts[0]
-    for part in parts[1:]:
-        out = np.char.add(out, part)
-    return out
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return np.asarray(1.0 / (1.0 + np.exp(-x)))
 
 
-def _pick(rng: np.random.Generator, options: tuple[str, ...], p: np.ndarray) -> np.ndarray:
-    """Vectorised categorical draw with per-row probabilities `p` (rows x len(options))."""
-    cumulative = np.cumsum(p, axis=1)
-    u = rng.random(len(p))[:, None]
-    index = np.minimum((u > cumulative).sum(axis=1), len(options) - 1)
+def _choose(rng: np.random.Generator, options: tuple[str, ...], logits: np.ndarray) -> np.ndarray:
+    """One draw per row from a softmax over `logits` (rows x options)."""
+    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+    cumulative = np.cumsum(weights, axis=1)
+    u = rng.random(len(logits)) * cumulative[:, -1]
+    index = np.minimum((u[:, None] > cumulative).sum(axis=1), len(options) - 1)
     return np.asarray(options, dtype=object)[index]
 
 
-def generate(rows: int = 20_000, seed: int = 42, snapshot: str = BASE_SNAPSHOT) -> pd.DataFrame:
-    """Synthetic customers in the raw Telco layout. Same seed + snapshot => identical frame.
+def _yes_no(flags: np.ndarray) -> np.ndarray:
+    return np.where(flags, _YES, _NO).astype(object)
 
-    Later snapshots drift: more fiber optic and electronic-check customers, higher charges, and
-    churn driven harder by price, so a model trained on an earlier month degrades on a later one.
+
+def _customer_ids(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Unique ids shaped like the real ones: four digits, a dash, five capitals (7590-VHVEG)."""
+    letters = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ"), dtype=object)
+    # Sampling codes without replacement is what makes the ids unique.
+    codes = rng.choice(10_000 * 26**5, size=n, replace=False)
+    digits, rest = np.divmod(codes, 26**5)
+    ids = np.array([f"{d:04d}-" for d in digits.tolist()], dtype=object)
+    for power in (4, 3, 2, 1, 0):
+        ids = ids + letters[(rest // 26**power) % 26]
+    return ids
+
+
+def _charges_text(values: np.ndarray) -> np.ndarray:
+    # The real file prints totals without trailing zeros: "1889.5", "108.15", "20".
+    return np.array([f"{v:.2f}".rstrip("0").rstrip(".") for v in values.tolist()], dtype=object)
+
+
+def generate(rows: int = 20_000, seed: int = 42, snapshot: str = BASE_SNAPSHOT) -> pd.DataFrame:
+    """Synthetic customers in the raw IBM Telco layout; same arguments, identical frame.
+
+    The base month (2026-07) resembles the real file: ~26% churn, driven by month-to-month
+    contracts, fiber optic, electronic check, short tenure, high charges, no tech support or
+    online security, and age, plus an unobserved dissatisfaction and a little label noise so a
+    linear model reaches an AUC in the low-to-mid 0.80s. Later months drift: more fiber and
+    electronic-check customers, higher prices, and changed drivers (streaming customers start
+    leaving; contracts, tenure and payment method matter less), so a model trained on one month
+    degrades on the next ones. Earlier months drift the other way.
     """
     if rows < 1:
         raise ValueError(f"rows must be at least 1, got {rows}")
-    m = _months_since_base(snapshot)
+    t = _drift(_months_since_base(snapshot))
     rng = _rng(seed, snapshot)
     n = rows
 
-    def yes(p: np.ndarray | float) -> np.ndarray:
-        return rng.random(n) < p
+    def chance(p: np.ndarray | float) -> np.ndarray:
+        return np.asarray(rng.random(n) < p)
 
-    gender = np.where(yes(0.5), "Male", "Female")
-    senior = yes(0.16).astype(np.int64)
-    partner = yes(0.48)
-    dependents = yes(np.where(partner, 0.45, 0.10))
+    male = chance(0.505)
+    senior = chance(0.162)
+    partner = chance(0.48)
+    dependents = chance(np.where(partner, 0.50, 0.12) * np.where(senior, 0.5, 1.0))
 
-    contract_p = np.tile([0.55, 0.21, 0.24], (n, 1))
-    contract_p[:, 0] += np.where(senior == 1, 0.12, 0.0)
-    contract_p /= contract_p.sum(axis=1, keepdims=True)
-    contract = _pick(rng, ("Month-to-month", "One year", "Two year"), contract_p)
-    # Tenure: short for month-to-month, long for two-year contracts (the real file's U shape).
-    a = np.select([contract == "Month-to-month", contract == "One year"], [0.7, 1.6], 3.0)
-    b = np.select([contract == "Month-to-month", contract == "One year"], [2.2, 1.2], 0.8)
-    tenure = np.clip(np.rint(1 + 71 * rng.beta(a, b)), 1, 72).astype(np.int64)
-    tenure[yes(0.006)] = 0  # brand-new customers: no bill yet, TotalCharges blank
+    # Tenure is U-shaped in the real file: many new customers and a pile-up at the 72 cap.
+    short_lived = chance(0.33)
+    short = 1 + np.floor(rng.exponential(5.0, n))
+    long = 1 + np.floor(75.0 * rng.beta(1.25, 0.85, n))
+    tenure = np.clip(np.where(short_lived, short, long), 1, 72).astype(np.int64)
+    tenure[rng.choice(n, size=max(1, round(n * _NEW_CUSTOMER_SHARE)), replace=False)] = 0
 
-    phone = yes(0.90)
-    multiple = np.where(
-        phone, np.where(yes(0.30 + 0.35 * tenure / 72), "Yes", "No"), "No phone service"
-    )
-    fiber_share = min(0.44 + 0.01 * m, 0.70)
-    internet = _pick(
+    contract = _choose(
         rng,
-        ("DSL", "Fiber optic", "No"),
-        np.tile([0.78 - fiber_share - 0.0, fiber_share, 0.22], (n, 1)),
-    )
-    has_net = internet != "No"
-    addon_base = {
-        "OnlineSecurity": 0.22,
-        "OnlineBackup": 0.30,
-        "DeviceProtection": 0.30,
-        "TechSupport": 0.22,
-        "StreamingTV": 0.38,
-        "StreamingMovies": 0.38,
-    }
-    addons: dict[str, np.ndarray] = {}
-    for name, base in addon_base.items():
-        p = base + 0.30 * tenure / 72 + np.where(internet == "Fiber optic", 0.10, 0.0)
-        addons[name] = np.where(has_net, np.where(yes(p), "Yes", "No"), "No internet service")
-
-    paperless = yes(0.59 + np.where(internet == "Fiber optic", 0.12, 0.0))
-    pay_p = np.tile([0.30 + 0.005 * m, 0.25, 0.23, 0.22], (n, 1))
-    pay_p[:, 0] += np.where(contract == "Month-to-month", 0.15, 0.0)
-    pay_p /= pay_p.sum(axis=1, keepdims=True)
-    payment = _pick(
-        rng,
-        (
-            "Electronic check",
-            "Mailed check",
-            "Bank transfer (automatic)",
-            "Credit card (automatic)",
+        (_MONTHLY, _ONE_YEAR, _TWO_YEAR),
+        np.column_stack(
+            [
+                1.3 + 0.5 * senior - 0.25 * partner - 0.3 * dependents,
+                -0.6 + 0.035 * tenure,
+                -2.0 + 0.062 * tenure,
+            ]
         ),
-        pay_p,
     )
 
-    # Price follows the services taken, plus a monthly price rise after the base snapshot.
-    n_addons = sum((v == "Yes").astype(float) for v in addons.values())
-    monthly = (
-        np.where(phone, 20.0, 0.0)
-        + np.where(multiple == "Yes", 5.0, 0.0)
-        + np.select([internet == "DSL", internet == "Fiber optic"], [25.0, 48.0], 0.0)
-        + 6.5 * n_addons
-        + rng.normal(0.0, 2.0, n)
-    ) * (1 + 0.01 * max(m, 0))
-    monthly = np.round(np.clip(monthly, 18.25, 125.0), 2)
-    total = np.round(np.maximum(tenure * monthly * rng.normal(1.0, 0.04, n), monthly), 2)
-    total_str = np.array([f"{v:.2f}".rstrip("0").rstrip(".") for v in total], dtype=object)
-    total_str[tenure == 0] = " "
+    phone = chance(0.903)
+    internet = _choose(
+        rng,
+        (_DSL, _FIBER, _NO_NET),
+        np.column_stack(
+            [np.zeros(n), 0.6 + 0.5 * senior + 0.07 * t, -0.12 - 0.4 * senior - 0.03 * t]
+        ),
+    )
+    # Every customer takes at least one service; in the real file phone-less ones all have DSL.
+    internet[~phone] = _DSL
+    fiber, dsl, offline = internet == _FIBER, internet == _DSL, internet == _NO_NET
+    multiple = np.where(
+        phone, _yes_no(chance(0.25 + 0.45 * tenure / 72 + 0.12 * fiber)), _NO_PHONE
+    ).astype(object)
 
-    # Churn: logistic in the known drivers plus a latent "satisfaction" term the data never
-    # shows, which keeps the problem learnable but not trivial (AUC in the 0.80s).
-    # Drift after the base month: fiber and price matter more, electronic check less, and
-    # streaming customers start leaving (a competitor's bundle): drivers change, not just scale.
-    d = max(m, 0)
-    streaming = (addons["StreamingTV"] == "Yes").astype(float) + (
-        addons["StreamingMovies"] == "Yes"
-    ).astype(float)
+    # A shared engagement term makes add-ons cluster, as bundles do in the real data.
+    engagement = 0.03 * (tenure - 32) + 0.5 * (contract == _TWO_YEAR) + rng.normal(0, 0.8, n)
+    addon_logits = {
+        _SECURITY: -0.55 + 0.45 * dsl - 0.3 * fiber,
+        _BACKUP: np.full(n, -0.25),
+        _PROTECTION: -0.25 + 0.1 * fiber,
+        _SUPPORT: -0.55 + 0.45 * dsl - 0.3 * fiber,
+        _TV: 0.6 * fiber - 0.7 * dsl,
+        _MOVIES: 0.6 * fiber - 0.7 * dsl,
+    }
+    has = {name: ~offline & chance(_sigmoid(engagement + lg)) for name, lg in addon_logits.items()}
+    addons = {
+        name: np.where(offline, _NO_INTERNET, _yes_no(flags)).astype(object)
+        for name, flags in has.items()
+    }
+
+    paperless = chance(_sigmoid(0.35 + 0.5 * fiber - 1.0 * offline + 0.4 * senior))
+    payment = _choose(
+        rng,
+        (_ECHECK, _MAILED, _BANK, _CARD),
+        np.column_stack(
+            [
+                -0.45 + 0.9 * (contract == _MONTHLY) + 0.5 * paperless + 0.05 * t,
+                -0.6 + 1.0 * offline + 0.6 * ~paperless,
+                -0.5 + 0.012 * tenure,
+                -0.5 + 0.012 * tenure,
+            ]
+        ),
+    )
+
+    # The price list: the bill is the sum of the services taken, with a rise in later months.
+    list_price = (
+        20.0 * phone
+        + 5.0 * (multiple == _YES)
+        + 25.0 * dsl
+        + 55.0 * fiber
+        + 5.0 * (has[_SECURITY] + has[_BACKUP] + has[_PROTECTION] + has[_SUPPORT])
+        + 10.0 * (has[_TV].astype(np.int64) + has[_MOVIES])
+    )
+    monthly = list_price * (1.0 + 0.008 * t) + rng.normal(0.0, 1.5, n)
+    # Whole nickels, like the real file's 29.85 and 56.95.
+    monthly = np.round(np.round(np.maximum(monthly, 18.25) * 20.0) / 20.0, 2)
+    # Past bills differed a little (promotions, price changes), so the total is only roughly
+    # tenure x monthly; after one month it is exactly the one bill.
+    total = np.where(tenure == 1, monthly, tenure * monthly * rng.normal(1.0, 0.04, n))
+    total = np.round(np.round(np.maximum(total, monthly) * 20.0) / 20.0, 2)
+    total_text = _charges_text(total)
+    total_text[tenure == 0] = " "  # the real file's blank for customers with no bill yet
+
+    streams = has[_TV].astype(np.float64) + has[_MOVIES]
     logit = (
-        -1.38
-        - 0.10 * d
-        + np.select([contract == "Month-to-month", contract == "One year"], [1.6, 0.4], -0.9)
-        + (0.80 + 0.10 * d) * (internet == "Fiber optic")
-        - 0.45 * (internet == "No")
-        + (0.55 - 0.10 * d) * (payment == "Electronic check")
-        - 2.0 * np.sqrt(tenure / 72)
-        + (0.50 + 0.04 * d) * (monthly - 65) / 30
-        - (0.50 - 0.05 * d) * (addons["TechSupport"] == "Yes")
-        - 0.50 * (addons["OnlineSecurity"] == "Yes")
-        + 0.15 * d * streaming
-        + 0.30 * senior
+        -0.32
+        - 0.3 * t
+        + np.select(
+            [contract == _ONE_YEAR, contract == _TWO_YEAR],
+            [-1.3 + 0.1 * t, -2.6 + 0.1 * t],
+            0.0,
+        )
+        + (-0.6 + 0.05 * t) * np.log1p(tenure)
+        + (1.0 + 0.04 * t) * fiber
+        - 0.55 * offline
+        + (0.6 - 0.12 * t) * (payment == _ECHECK)
+        + 0.010 * (monthly - 65.0)
+        + 0.45 * (~offline & ~has[_SECURITY])
+        + (0.45 - 0.05 * t) * (~offline & ~has[_SUPPORT])
+        + 0.2 * t * streams
+        + 0.3 * senior
         + 0.25 * paperless
-        - 0.20 * partner
-        - 0.20 * dependents
-        + rng.normal(0.0, 0.55, n)
+        - 0.1 * partner
+        - 0.2 * dependents
+        # What the data never shows (service outages, a rival's offer): caps the attainable AUC.
+        + rng.normal(0.0, 0.8, n)
     )
-    churn = rng.random(n) < 1 / (1 + np.exp(-logit))
+    churn = chance(_sigmoid(logit))
+    churn ^= chance(0.01)  # mislabelled rows, as any CRM export has
+    churn[tenure == 0] = False  # customers who joined this month cannot have left yet
 
-    def yn(flag: np.ndarray) -> np.ndarray:
-        return np.where(flag, "Yes", "No").astype(object)
-
-    frame = pd.DataFrame(
-        {
-            "customerID": _customer_ids(rng, n).astype(object),
-            "gender": gender.astype(object),
-            "SeniorCitizen": senior,
-            "Partner": yn(partner),
-            "Dependents": yn(dependents),
-            "tenure": tenure,
-            "PhoneService": yn(phone),
-            "MultipleLines": multiple.astype(object),
-            "InternetService": internet,
-            **{k: v.astype(object) for k, v in addons.items()},
-            "Contract": contract,
-            "PaperlessBilling": yn(paperless),
-            "PaymentMethod": payment,
-            "MonthlyCharges": monthly,
-            "TotalCharges": total_str,
-            "Churn": yn(churn),
-        }
-    )
-    return frame[list(schema.COLUMN_NAMES)]
+    columns: dict[str, np.ndarray] = {
+        schema.ID_COLUMN: _customer_ids(rng, n),
+        "gender": np.where(male, _MALE, _FEMALE).astype(object),
+        "SeniorCitizen": senior.astype(np.int64),
+        "Partner": _yes_no(partner),
+        "Dependents": _yes_no(dependents),
+        "tenure": tenure,
+        "PhoneService": _yes_no(phone),
+        "MultipleLines": multiple,
+        "InternetService": internet,
+        **addons,
+        "Contract": contract,
+        "PaperlessBilling": _yes_no(paperless),
+        "PaymentMethod": payment,
+        "MonthlyCharges": monthly.astype(np.float64),
+        "TotalCharges": total_text,
+        schema.LABEL_COLUMN: _yes_no(churn),
+    }
+    if set(columns) != set(schema.COLUMN_NAMES):
+        raise RuntimeError(f"generator out of step with the schema: {sorted(columns)}")
+    return pd.DataFrame({name: columns[name] for name in schema.COLUMN_NAMES})
 
 
 # ---------------------------------------------------------------------------------------------
 # Validation and normalisation
 
 
-def _examples(values: pd.Series, mask: pd.Series | np.ndarray) -> str:
-    bad = values[np.asarray(mask)]
-    shown = ", ".join(f"{v!r} (row {i})" for i, v in bad.head(_MAX_EXAMPLES).items())
-    more = len(bad) - _MAX_EXAMPLES
-    return shown + (f" and {more} more" if more > 0 else "")
+def _show(value: object) -> str:
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    return repr(value)
 
 
-def _numeric(raw: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
-    """(values as float, blank mask, unparseable mask) for a column that may hold strings."""
+def _rows(positions: np.ndarray) -> str:
+    shown = ", ".join(str(p) for p in positions[:_MAX_EXAMPLES])
+    more = f", {len(positions)} rows in all" if len(positions) > _MAX_EXAMPLES else ""
+    return f"row{'s' if len(positions) > 1 else ''} {shown}{more}"
+
+
+def _examples(values: pd.Series, mask: np.ndarray) -> str:
+    """Up to three distinct offending values, each with the first row it is on."""
+    positions = np.flatnonzero(mask)
+    bad = pd.Series(values.to_numpy()[positions], index=positions)
+    first = bad[~bad.duplicated()].head(_MAX_EXAMPLES)
+    shown = ", ".join(f"{_show(v)} (row {i})" for i, v in first.items())
+    return shown + (f", {len(positions)} rows in all" if len(positions) > len(first) else "")
+
+
+def _text(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Stripped strings (object dtype) and a mask of missing or blank cells."""
+    text = raw.astype("string").str.strip()
+    missing = np.asarray(text.isna() | (text == ""), dtype=bool)
+    return text.astype(object), missing
+
+
+def _numbers(raw: pd.Series) -> tuple[pd.Series, pd.Series, np.ndarray, np.ndarray]:
+    """Floats, the cells as shown in messages, and masks of missing/blank and non-number cells."""
     if pd.api.types.is_numeric_dtype(raw):
         values = raw.astype("float64")
-        blank = values.isna()
-        return values, blank, pd.Series(False, index=raw.index)
-    text = raw.astype("string").str.strip()
-    blank = text.isna() | (text == "")
-    values = pd.to_numeric(text.where(~blank), errors="coerce").astype("float64")
-    return values, blank, values.isna() & ~blank
+        missing = np.asarray(values.isna(), dtype=bool)
+        return values, values, missing, ~missing & ~np.isfinite(values.to_numpy())
+    text, missing = _text(raw)
+    parsed = pd.to_numeric(text.where(~missing), errors="coerce").astype("float64")
+    return parsed, text, missing, ~missing & ~np.isfinite(parsed.to_numpy())
 
 
-def _check_column(col: Column, raw: pd.Series) -> tuple[pd.Series | None, list[str]]:
+def _bounds(col: Column) -> str:
+    if col.minimum is not None and col.maximum is not None:
+        return f"out of range {col.minimum:g}..{col.maximum:g}"
+    if col.minimum is not None:
+        return f"below minimum {col.minimum:g}"
+    return f"above maximum {col.maximum:g}"
+
+
+def _normalise_column(col: Column, raw: pd.Series) -> tuple[pd.Series, list[str]]:
+    """The column in its normalised dtype, and what is wrong with it (empty if nothing)."""
     problems: list[str] = []
+
     if col.kind in (Kind.ID, Kind.CATEGORY):
-        text = raw.astype("string").str.strip()
-        missing = text.isna() | (text == "")
+        text, missing = _text(raw)
         if missing.any():
-            problems.append(f"missing values {_examples(raw, missing)}")
+            problems.append(f"missing values in {_rows(np.flatnonzero(missing))}")
         if col.kind is Kind.CATEGORY:
-            unknown = ~text.isin(col.categories) & ~missing
+            unknown = ~missing & ~np.asarray(text.isin(col.categories), dtype=bool)
             if unknown.any():
-                allowed = ", ".join(repr(c) for c in col.categories)
-                problems.append(f"unknown values {_examples(raw, unknown)} (allowed: {allowed})")
-        elif text[~missing].duplicated().any():
-            dupes = text.duplicated(keep=False) & ~missing
-            problems.append(f"duplicate ids {_examples(raw, dupes)}")
-        return text.astype(object), problems
+                problems.append(f"unknown values {_examples(text, unknown)}")
+        else:
+            repeated = ~missing & np.asarray(text.duplicated(keep=False), dtype=bool)
+            if repeated.any():
+                groups = pd.Series(np.flatnonzero(repeated)).groupby(
+                    text.to_numpy()[repeated], sort=False
+                )
+                dupes = [f"{v!r} ({_rows(r.to_numpy())})" for v, r in list(groups)[:_MAX_EXAMPLES]]
+                problems.append(f"duplicate values {', '.join(dupes)}")
+        return text, problems
 
     if col.kind is Kind.LABEL:
-        if pd.api.types.is_numeric_dtype(raw):
-            values = raw.astype("float64")
-            bad = ~values.isin([0.0, 1.0])
-            out = values.where(~bad, 0).astype("int64")
+        # Raw files say Yes/No; an already-normalised frame holds 0/1.
+        if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+            numbers = raw.astype("float64")
+            missing = np.asarray(numbers.isna(), dtype=bool)
+            wrong = ~missing & ~np.asarray(numbers.isin([0.0, 1.0]), dtype=bool)
+            label = numbers.fillna(0.0)
+            what = "not 0/1"
         else:
-            text = raw.astype("string").str.strip()
-            bad = ~text.isin(col.categories)
-            out = (text == "Yes").astype("int64")
-        if bad.any():
-            problems.append(f"labels must be 'Yes' or 'No': {_examples(raw, bad)}")
-        return out, problems
+            text, missing = _text(raw)
+            wrong = ~missing & ~np.asarray(text.isin(col.categories), dtype=bool)
+            label = text.isin([_YES]).astype("float64")
+            numbers = text  # for the examples
+            what = f"not {'/'.join(col.categories)}"
+        if missing.any():
+            problems.append(f"missing values in {_rows(np.flatnonzero(missing))}")
+        if wrong.any():
+            problems.append(f"{what}: {_examples(numbers, wrong)}")
+        return label.where(~wrong, 0.0).astype("int64"), problems
 
-    values, blank, unparseable = _numeric(raw)
-    if unparseable.any():
-        problems.append(f"not a number: {_examples(raw, unparseable)}")
-    if blank.any() and not col.nullable:
-        problems.append(f"missing values {_examples(raw, blank)}")
-    present = ~blank & ~unparseable
+    values, as_given, missing, not_numbers = _numbers(raw)
+    if missing.any() and not col.nullable:
+        problems.append(f"missing values in {_rows(np.flatnonzero(missing))}")
+    if not_numbers.any():
+        problems.append(f"not a number: {_examples(as_given, not_numbers)}")
+    ok = ~missing & ~not_numbers
+    v = values.to_numpy()
     if col.kind in (Kind.FLAG, Kind.INTEGER):
-        fractional = present & (values != np.floor(values))
+        fractional = ok & (np.floor(np.where(ok, v, 0.0)) != np.where(ok, v, 0.0))
         if fractional.any():
-            problems.append(f"not a whole number: {_examples(raw, fractional)}")
-    lo = col.minimum if col.minimum is not None else -np.inf
-    hi = col.maximum if col.maximum is not None else np.inf
-    out_of_range = present & ((values < lo) | (values > hi))
-    if out_of_range.any():
-        bounds = f"{lo:g}..{hi:g}" if np.isfinite(hi) else f">= {lo:g}"
-        problems.append(f"out of range {bounds}: {_examples(raw, out_of_range)}")
+            problems.append(f"not a whole number: {_examples(values, fractional)}")
+        ok &= ~fractional
+    low = -np.inf if col.minimum is None else col.minimum
+    high = np.inf if col.maximum is None else col.maximum
+    outside = ok & ((np.where(ok, v, low) < low) | (np.where(ok, v, high) > high))
+    if outside.any():
+        problems.append(f"{_bounds(col)}: {_examples(values, outside)}")
     if col.kind in (Kind.FLAG, Kind.INTEGER):
-        return values.fillna(0).astype("int64"), problems
-    return values, problems
+        return values.where(ok, 0.0).astype("int64"), problems
+    return values.where(~missing & ~not_numbers), problems
 
 
 def normalise(raw: pd.DataFrame) -> pd.DataFrame:
-    """Validate a frame in the Telco layout and return it typed: the frame the rest uses.
+    """Validate a frame in the Telco layout and return it typed, as the rest of the code uses it.
 
-    Idempotent, so an already-normalised frame (float TotalCharges, 0/1 Churn) passes unchanged.
+    Columns come back in schema order with the schema's dtypes, on a fresh 0..n-1 index: strings
+    stripped, TotalCharges float (blank -> NaN), Churn 1/0. Column order in `raw` does not matter.
+    An already-normalised frame passes unchanged. Raises DataValidationError naming every wrong
+    column (missing, unexpected, duplicated, or with bad values; rows counted from 0).
     """
-    problems: dict[str, list[str]] = {}
-    missing = [c for c in schema.COLUMN_NAMES if c not in raw.columns]
-    extra = [str(c) for c in raw.columns if c not in schema.BY_NAME]
-    if missing:
-        problems["missing columns"] = [", ".join(missing)]
-    if extra:
-        problems["unexpected columns"] = [", ".join(extra)]
-    frame = raw.reset_index(drop=True)
+    problems: dict[str, str] = {}
     out: dict[str, pd.Series] = {}
+    frame = raw.reset_index(drop=True)
+    counts = pd.Series(list(frame.columns), dtype=object).value_counts(sort=False)
     for col in schema.COLUMNS:
-        if col.name not in frame.columns:
-            continue
-        values, col_problems = _check_column(col, frame[col.name])
-        if col_problems:
-            problems[col.name] = col_problems
-        if values is not None:
-            out[col.name] = values
+        if col.name not in counts:
+            problems[col.name] = "missing column"
+        elif counts[col.name] > 1:
+            problems[col.name] = f"column appears {counts[col.name]} times"
+        else:
+            values, wrong = _normalise_column(col, frame[col.name])
+            if wrong:
+                problems[col.name] = " and ".join(wrong)
+            out[col.name] = values.astype(np.dtype(col.pandas_dtype))
+    for name in counts.index:
+        if name not in schema.BY_NAME:
+            problems[str(name)] = "unexpected column"
     if problems:
-        n = len(problems)
-        detail = "; ".join(f"{name}: {', '.join(msgs)}" for name, msgs in problems.items())
-        raise DataValidationError(f"bad data in {n} column{'s' if n > 1 else ''}: {detail}")
-    result = pd.DataFrame(out)[list(schema.COLUMN_NAMES)]
-    return result.astype({c.name: c.pandas_dtype for c in schema.COLUMNS})
+        raise DataValidationError(problems)
+    return pd.DataFrame(out, columns=list(schema.COLUMN_NAMES))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,34 +423,46 @@ def normalise(raw: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_source(source: str, rows: int, seed: int, snapshot: str, root: Path) -> pd.DataFrame:
-    """`data.source` from params.yaml: "generator", or a CSV path (relative to the repo root)."""
+    """`data.source` from params.yaml: "generator", or a CSV in the Telco layout (path relative
+    to `root` unless absolute). `rows`, `seed` and `snapshot` only apply to the generator."""
     if source == "generator":
         return normalise(generate(rows=rows, seed=seed, snapshot=snapshot))
-    path = (root / source) if not Path(source).is_absolute() else Path(source)
-    if not path.exists():
+    path = Path(source) if Path(source).is_absolute() else root / source
+    if not path.is_file():
         raise FileNotFoundError(
             f"data source {path} not found: data.source in params.yaml is either "
-            f'"generator" or the path of a CSV in the Telco layout'
+            f'"generator" or the path (relative to {root}) of a CSV in the Telco layout'
         )
-    return normalise(pd.read_csv(path, dtype=str, keep_default_na=False))
+    # All columns as text, blanks kept as "": the raw file's " " TotalCharges and any
+    # "NA"-like category must reach normalise as written, not as pandas' guess.
+    # utf-8-sig: a CSV saved from a spreadsheet starts with a BOM that would rename customerID.
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    return normalise(raw)
 
 
 def write_parquet(df: pd.DataFrame, path: Path) -> None:
+    """Same frame, same bytes (DVC hashes the file), and never a half-written file at `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_parquet(path, engine="pyarrow", compression="snappy", index=False)
+    partial = path.with_name(path.name + ".partial")
+    df.to_parquet(partial, engine="pyarrow", compression="snappy", index=False)
+    os.replace(partial, path)
 
 
 def read_parquet(path: Path) -> pd.DataFrame:
-    if not path.exists():
+    """The prepared data, normalised again so a stale or hand-edited file cannot slip through."""
+    if not path.is_file():
         raise FileNotFoundError(
-            f"{path} not found: build it with `dvc repro prepare` (or `make pipeline`)"
+            f"{path} not found: build it with `dvc repro` (or `make pipeline`), which runs the "
+            "prepare stage"
         )
     return normalise(pd.read_parquet(path, engine="pyarrow"))
 
 
 def features(df: pd.DataFrame) -> pd.DataFrame:
+    """The model's inputs: every column but the id and the label, in schema order."""
     return df[list(schema.FEATURE_NAMES)].copy()
 
 
 def labels(df: pd.DataFrame) -> np.ndarray:
+    """Churn as an int64 array of 1/0 (from a normalised frame)."""
     return df[schema.LABEL_COLUMN].to_numpy(dtype=np.int64)

@@ -8,7 +8,7 @@ for sklearn-flavour consumers. The wrapper is serialised with skops, not pickle.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from churn import schema
+
+if TYPE_CHECKING:
+    from mlflow.models import ModelSignature
 
 
 class ChurnProbability(BaseEstimator):
@@ -45,6 +48,23 @@ TRUSTED_TYPES = [
     f"{ChurnProbability.__module__}.{ChurnProbability.__qualname__}",
     "numpy.dtype",
 ]
+
+
+_MLFLOW_TYPES = {
+    schema.Kind.CATEGORY: "string",
+    schema.Kind.FLAG: "long",
+    schema.Kind.INTEGER: "long",
+    schema.Kind.NUMBER: "double",
+}
+
+
+def signature() -> ModelSignature:
+    """The model's MLflow signature, derived from the schema (not inferred from a sample)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    inputs = Schema([ColSpec(_MLFLOW_TYPES[c.kind], c.name) for c in schema.FEATURES])
+    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double")]))
 
 
 def _classifier(model_type: str, params: dict[str, Any], seed: int) -> BaseEstimator:

@@ -21,7 +21,7 @@ from sklearn import metrics as skm
 from sklearn.model_selection import train_test_split
 
 from churn import data, schema, settings
-from churn.model import TRUSTED_TYPES, ChurnProbability, build
+from churn.model import TRUSTED_TYPES, ChurnProbability, build, signature
 from churn.provenance import file_md5, git_state
 from churn.settings import Params
 
@@ -106,16 +106,15 @@ def _pip_requirements() -> list[str]:
     return [f"{p}=={metadata.version(p)}" for p in packages]
 
 
-def _log_model(model: ChurnProbability, x_train: pd.DataFrame, example: pd.DataFrame) -> Any:
+def _log_model(model: ChurnProbability, example: pd.DataFrame) -> Any:
     import mlflow.sklearn
-    from mlflow.models import infer_signature
 
     return mlflow.sklearn.log_model(
         model,
         name="model",
         serialization_format="skops",
         skops_trusted_types=TRUSTED_TYPES,
-        signature=infer_signature(x_train, model.predict(x_train.head(100))),
+        signature=signature(),
         input_example=example,
         # The model's own code travels with it, so `mlflow models serve` and other consumers
         # can load it without this repository installed.
@@ -140,6 +139,11 @@ def train(
     from mlflow.data.pandas_dataset import from_pandas
 
     from churn.tracking import ensure_experiment
+
+    # The fluent API (start_run, log_model's registration) follows the process-wide URI;
+    # pin it to the store we were given, whatever an earlier caller set.
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
 
     progress(f"reading {data_path}")
     df = data.read_parquet(data_path)
@@ -178,6 +182,8 @@ def train(
         with warnings.catch_warnings():
             # MLflow registers two equivalent local-file source types and warns it picked one.
             warnings.filterwarnings("ignore", message="The specified dataset source")
+            # The dataset profile infers a schema; our int columns are never missing.
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
             dataset = from_pandas(
                 df, source=str(data_path), name=data_path.name, targets=schema.LABEL_COLUMN
             )
@@ -187,10 +193,10 @@ def train(
             plt.close(fig)
         example = x_test.head(5)
         with warnings.catch_warnings():
-            # Our integer columns (SeniorCitizen, tenure) are never missing: ingestion rejects
-            # nulls there, so MLflow's hint about nullable integer columns does not apply.
-            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
-            info = _log_model(model, x_train, example)
+            # MLflow's type-hint check on our sklearn wrapper: the signature (from the schema)
+            # is what validates inputs, so the "Any type hint" notice does not apply.
+            warnings.filterwarnings("ignore", message=".*Any type hint is inferred as AnyType")
+            info = _log_model(model, example)
     version = int(info.registered_model_version)
     for key, value in tags.items():
         client.set_model_version_tag(settings.MODEL_NAME, str(version), key, value)

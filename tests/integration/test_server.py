@@ -26,6 +26,7 @@ def test_train_promote_rollback_lineage_over_http(
     from mlflow import MlflowClient
 
     from churn import tracking
+    from churn.registry import aliases
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     client = tracking.connect(mlflow_server)
@@ -35,12 +36,12 @@ def test_train_promote_rollback_lineage_over_http(
     capsys.readouterr()
     code = promote.main(["--epsilon", "0"])
     out = capsys.readouterr().out.splitlines()
-    by_alias = MlflowClient(mlflow_server).get_registered_model("churn").aliases
+    by_alias = aliases(MlflowClient(mlflow_server))
     if code == 0:
         assert out[-1] == f"PROMOTED: @champion -> v{r2.version}"
         assert by_alias == {"champion": r2.version, "prev-champion": r1.version}
         assert rollback.main([]) == 0
-        assert MlflowClient(mlflow_server).get_registered_model("churn").aliases == {
+        assert aliases(MlflowClient(mlflow_server)) == {
             "champion": r1.version,
             "prev-champion": r2.version,
         }

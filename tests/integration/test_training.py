@@ -11,7 +11,8 @@ import pytest
 import promote
 from churn import data, settings
 from churn.lineage import format_lineage, lineage
-from churn.provenance import file_md5, git_state, train
+from churn.provenance import file_md5, git_state
+from churn.training import train
 from tests.conftest import ROOT, Store, small_params
 
 pytestmark = pytest.mark.integration

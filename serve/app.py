@@ -1,0 +1,374 @@
+"""The FastAPI service: `create_app(settings)` builds it; `main()` is the uvicorn factory.
+
+    uvicorn --factory serve.app:main     (what `make serve` runs)
+
+Nothing is loaded at import. The lifespan starts the reloader, which resolves the alias, loads
+that exact version in a worker thread and keeps polling; requests only ever read the holder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from importlib import metadata
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, Security
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from fastapi.security import HTTPBearer
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from serve import schema as api
+from serve.holder import LoadedModel, ModelHolder, NotReadyError
+from serve.metrics import Metrics, MetricsMiddleware
+from serve.registry import MlflowRegistry, Registry
+from serve.reloader import Outcome, Reloader
+from serve.security import (
+    DELIVERY_ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    AuthError,
+    check_bearer,
+    verify_webhook,
+)
+from serve.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_MAX_BYTES = 64 * 1024
+DESCRIPTION = """\
+Scores customers with the model version the MLflow registry alias names (default
+`models:/churn@champion`) and follows the alias without a restart.
+
+* `POST /predict` — a batch `{"instances": [...]}` (or one customer object) → P(churn) per row,
+  the decision at the model's threshold, and the exact model version that scored them.
+* `GET /health` (alive) · `GET /ready` (a model is loaded) · `GET /model` (what is served,
+  its metrics and lineage, reload errors) · `GET /metrics` (Prometheus).
+* `POST /admin/reload` (bearer token) and `POST /webhooks/mlflow` (MLflow webhook, HMAC-signed)
+  make the service re-check the alias now.
+"""
+
+
+def _version() -> str:
+    try:
+        return metadata.version("churn-mlops")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def json_response(content: Any, status_code: int = 200, **headers: str) -> Response:
+    return Response(
+        orjson.dumps(content), status_code=status_code, media_type="application/json",
+        headers=headers or None,
+    )  # fmt: skip
+
+
+class BodyTooLargeError(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (before reading it all) anything over `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLargeError
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLargeError
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _served(model: LoadedModel, aliases: dict[str, int]) -> dict[str, Any]:
+    return {
+        **model.ref(),
+        "uri": model.source,
+        "aliases": sorted(a for a, v in aliases.items() if v == model.version),
+        "threshold": model.threshold,
+        "metrics": model.metrics,
+        "data_md5": model.data_md5,
+        "training_data": model.training_data,
+        "loaded_at": model.loaded_at.isoformat() if model.loaded_at else None,
+    }
+
+
+def create_app(settings: ServeSettings, registry: Registry | None = None) -> FastAPI:
+    """The service for `settings`. `registry` replaces MLflow in unit tests."""
+    holder = ModelHolder()
+    metrics = Metrics()
+    reloader = Reloader(
+        registry or MlflowRegistry(settings), holder, metrics, settings.reload_interval
+    )
+    background: set[asyncio.Task[Any]] = set()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        poll = asyncio.create_task(reloader.run(), name="model-poll")
+        try:
+            yield
+        finally:
+            for task in (poll, *background):
+                task.cancel()
+            for task in (poll, *background):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app = FastAPI(
+        title="churn-mlops: churn scoring",
+        version=_version(),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.holder = holder
+    app.state.reloader = reloader
+    app.state.metrics = metrics
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    request_model = api.request_model(settings.max_batch_size)
+    too_large = api.RequestError(
+        (("body", f"larger than {settings.max_body_bytes} bytes (CHURN_MAX_BODY_BYTES)"),)
+    )
+
+    def not_ready_detail() -> str:
+        status = reloader.status
+        if status.waiting:
+            if settings.reload_interval > 0:
+                return (
+                    f"{status.waiting}; it is picked up within {settings.reload_interval:g} s, "
+                    "no restart needed"
+                )
+            return status.waiting
+        if status.last_error:
+            return f"{status.last_error['message']}; retrying"
+        return "starting: the model is loading"
+
+    def not_ready() -> Response:
+        return json_response({"ready": False, "detail": not_ready_detail()}, 503)
+
+    @app.post(
+        "/predict",
+        summary="Score customers with the served model",
+        response_model=api.PredictResponse,
+        responses={
+            413: {"model": api.ErrorBody, "description": "body over CHURN_MAX_BODY_BYTES"},
+            422: {"model": api.ErrorBody, "description": "invalid body: every field named"},
+            503: {"description": "no model loaded yet (see GET /ready)"},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                {"$ref": "#/components/schemas/PredictRequest"},
+                                {"$ref": "#/components/schemas/Customer"},
+                            ]
+                        },
+                        "examples": {
+                            "batch": {
+                                "summary": "two customers",
+                                "value": api.EXAMPLE_REQUEST,
+                            },
+                            "single": {
+                                "summary": "one customer (no instances wrapper)",
+                                "value": api.EXAMPLE_ROWS[0],
+                            },
+                        },
+                    }
+                },
+            }
+        },
+    )
+    async def predict(request: Request) -> Response:
+        try:
+            body = await read_body(request, settings.max_body_bytes)
+        except BodyTooLargeError:
+            return json_response(too_large.body(), 413)
+        try:
+            rows, _batch = api.parse(body, settings.max_batch_size)
+        except api.RequestError as exc:
+            return json_response(exc.body(), 422)
+        try:
+            # pyfunc predict is CPU-bound and blocking: keep it off the event loop.
+            scored = await run_in_threadpool(holder.score, rows)
+        except NotReadyError:
+            return not_ready()
+        model = scored.model
+        threshold = model.threshold
+        predictions = [
+            {"customerID": row.customerID, "churn_probability": p, "churn": p >= threshold}  # type: ignore[attr-defined]
+            for row, p in zip(rows, scored.probabilities.tolist(), strict=True)
+        ]
+        metrics.predictions.labels(str(model.version)).inc(len(rows))
+        return json_response(
+            {"predictions": predictions, "model": model.ref(), "threshold": threshold}
+        )
+
+    @app.get("/health", summary="Liveness: the process answers")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/ready",
+        summary="Readiness: a model is loaded",
+        responses={503: {"description": "no model loaded yet, and why"}},
+    )
+    async def ready() -> Response:
+        model = holder.current
+        if model is None:
+            return not_ready()
+        return json_response({"ready": True, "model": model.ref()})
+
+    @app.get("/model", summary="What is served, its lineage, and the reloader's state")
+    async def model_info() -> Response:
+        status = reloader.status
+        model = holder.current
+        return json_response(
+            {
+                "model_uri": settings.model_uri,
+                "served": _served(model, status.aliases) if model else None,
+                "ready": model is not None,
+                "reload": {
+                    "interval_s": settings.reload_interval,
+                    "last_check_at": _iso(status.last_check_at),
+                    "last_loaded_at": _iso(status.last_loaded_at),
+                    "waiting": status.waiting,
+                    "last_error": status.last_error,
+                    "failures": status.failures,
+                    "consecutive_failures": status.consecutive_failures,
+                },
+            }
+        )
+
+    @app.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    if settings.admin_token is not None:
+        token = settings.admin_token.get_secret_value()
+        bearer = HTTPBearer(auto_error=False, description="CHURN_ADMIN_TOKEN")
+
+        @app.post(
+            "/admin/reload",
+            summary="Re-check the alias now and load a new version if it moved",
+            dependencies=[Security(bearer)],
+            responses={
+                401: {"description": "missing or malformed Authorization header"},
+                403: {"description": "wrong token"},
+                503: {"description": "nothing to serve, or loading failed (old model kept)"},
+            },
+        )
+        async def admin_reload(request: Request) -> Response:
+            try:
+                check_bearer(request.headers.get("authorization"), token)
+            except AuthError as exc:
+                extra = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+                return json_response({"detail": exc.detail}, exc.status, **extra)
+            result = await reloader.check("admin")
+            ok = result.outcome in (Outcome.LOADED, Outcome.UNCHANGED)
+            return json_response(result.as_dict(), 200 if ok else 503)
+
+    if settings.webhook_secret is not None:
+        secret = settings.webhook_secret.get_secret_value()
+
+        @app.post(
+            "/webhooks/mlflow",
+            summary="MLflow model-registry webhook: re-check the alias on alias events",
+            status_code=202,
+            responses={
+                200: {"description": "a valid event this service does not act on"},
+                401: {"description": "unsigned, stale or wrongly signed delivery"},
+            },
+        )
+        async def mlflow_webhook(request: Request) -> Response:
+            try:
+                body = await read_body(request, WEBHOOK_MAX_BYTES)
+            except BodyTooLargeError:
+                return json_response({"detail": "webhook body too large"}, 413)
+            h = request.headers
+            try:
+                verify_webhook(
+                    secret,
+                    body,
+                    h.get(SIGNATURE_HEADER),
+                    h.get(TIMESTAMP_HEADER),
+                    h.get(DELIVERY_ID_HEADER),
+                    settings.webhook_tolerance_s,
+                )
+            except AuthError as exc:
+                return json_response({"detail": exc.detail}, exc.status)
+            try:
+                event = orjson.loads(body)
+                entity, action, data = event["entity"], event["action"], event["data"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                return json_response(
+                    {"detail": "not an MLflow webhook event (entity, action, data)"}, 400
+                )
+            name = data.get("name") if isinstance(data, dict) else None
+            alias = data.get("alias") if isinstance(data, dict) else None
+            if not (
+                entity == "model_version_alias"
+                and name == settings.model_name
+                and settings.model_alias is not None
+                and alias == settings.model_alias
+            ):
+                return json_response(
+                    {"accepted": False, "detail": f"ignored: {entity}.{action} for {name!r}"}, 200
+                )
+            log.info("webhook %s: %s.%s @%s", h.get(DELIVERY_ID_HEADER), entity, action, alias)
+            # Answer at once (MLflow times out and retries slow receivers); check in background.
+            task = asyncio.create_task(reloader.check("webhook"))
+            background.add(task)
+            task.add_done_callback(background.discard)
+            return json_response(
+                {"accepted": True, "detail": f"re-checking @{alias} of '{name}'"}, 202
+            )
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            body = request_model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = doc.setdefault("components", {}).setdefault("schemas", {})
+            components.update(body.pop("$defs", {}))
+            components["PredictRequest"] = body
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def main() -> FastAPI:
+    """uvicorn's app factory: settings from the environment, validated before anything starts."""
+    try:
+        settings = ServeSettings()
+    except ValidationError as exc:
+        logging.basicConfig(level=logging.INFO)
+        for err in exc.errors(include_url=False):
+            where = ".".join(str(p) for p in err["loc"]) or "settings"
+            log.error("invalid setting %s: %s", where, err["msg"])
+        raise SystemExit(2) from None
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("serve").setLevel(settings.log_level)
+    return create_app(settings)

@@ -1,0 +1,94 @@
+"""Prometheus metrics, one registry per app (so tests can build many apps in one process)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        labels = ["route", "method", "status"]
+        self.requests = Counter(
+            "churn_http_requests_total", "HTTP requests", labels, registry=self.registry
+        )
+        self.latency = Histogram(
+            "churn_http_request_duration_seconds",
+            "HTTP request latency",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "churn_predictions_total",
+            "Rows scored, by the model version that scored them",
+            ["model_version"],
+            registry=self.registry,
+        )
+        self.reloads = Counter(
+            "churn_model_reloads_total",
+            "Model versions loaded and swapped in (the first load included)",
+            registry=self.registry,
+        )
+        self.reload_failures = Counter(
+            "churn_model_reload_failures_total",
+            "Failed attempts to resolve the alias or load a version (the old model kept serving)",
+            ["stage"],
+            registry=self.registry,
+        )
+        self.model_version = Gauge(
+            "churn_model_version", "Version being served (0: none yet)", registry=self.registry
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Counts and times every request by route template (not raw path: bounded label values)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route: Any = scope.get("route")
+            name = getattr(route, "path", None)
+            if name is None:
+                # Starlette's own routes (/docs, /openapi.json) set no route; a 404 has none.
+                name = "unmatched" if status == 404 else str(scope.get("path", ""))
+            labels = (name, scope["method"], str(status))
+            self.metrics.requests.labels(*labels).inc()
+            self.metrics.latency.labels(*labels).observe(time.perf_counter() - start)

@@ -1,0 +1,161 @@
+"""The two blocking MLflow calls the service makes: resolve the alias, load one version.
+
+Both run in a worker thread (see `reloader.py`), never on the event loop and never per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Protocol
+
+from serve.holder import LoadedModel
+from serve.settings import ServeSettings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
+
+# Bounded, like churn.tracking.connect: a poll against a dead server fails in seconds, not minutes.
+_HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+}
+
+
+class NoModelError(Exception):
+    """The registry has nothing to serve yet (no such model, or the alias is unset)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the registry says should be served, read in one call."""
+
+    version: int
+    # Every alias of the model -> version, as read together with `version`.
+    aliases: dict[str, int] = field(default_factory=dict)
+
+
+class Registry(Protocol):
+    def resolve(self) -> Target: ...
+
+    def load(self, version: int) -> LoadedModel: ...
+
+
+def redact(uri: str) -> str:
+    """A tracking URI fit for logs and responses (no user:password@)."""
+    return re.sub(r"//[^/@]*@", "//***@", uri)
+
+
+class MlflowRegistry:
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        self._client: MlflowClient | None = None
+
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            for key, value in _HTTP_DEFAULTS.items():
+                os.environ.setdefault(key, value)
+            import mlflow
+            from mlflow import MlflowClient
+
+            uri = self.settings.tracking_uri
+            # load_model("models:/...") reads the process-wide registry URI.
+            mlflow.set_tracking_uri(uri)
+            mlflow.set_registry_uri(uri)
+            self._client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            self._warm_up()
+        return self._client
+
+    @staticmethod
+    def _warm_up() -> None:
+        """Import what loading a version needs (seconds of imports) before a champion exists,
+        so the first load after a promotion takes a fraction of a second."""
+        import mlflow.pyfunc
+        import mlflow.sklearn
+        import skops.io
+
+        import churn.model
+
+        del mlflow, skops, churn
+
+    def _no_model_hint(self) -> str:
+        return "run the pipeline (make pipeline) to train and promote one"
+
+    def resolve(self) -> Target:
+        from mlflow.exceptions import MlflowException
+
+        s = self.settings
+        try:
+            model = self.client().get_registered_model(s.model_name)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                raise NoModelError(
+                    f"model '{s.model_name}' is not in the registry at "
+                    f"{redact(s.tracking_uri)}: {self._no_model_hint()}"
+                ) from exc
+            raise
+        aliases = {a: int(v) for a, v in (model.aliases or {}).items()}
+        if s.pinned_version is not None:
+            return Target(s.pinned_version, aliases)
+        alias = s.model_alias
+        assert alias is not None
+        if alias not in aliases:
+            raise NoModelError(
+                f"no version of model '{s.model_name}' has alias @{alias} at "
+                f"{redact(s.tracking_uri)}: {self._no_model_hint()}"
+            )
+        return Target(aliases[alias], aliases)
+
+    def load(self, version: int) -> LoadedModel:
+        import mlflow.pyfunc
+
+        s = self.settings
+        client = self.client()
+        mv = client.get_model_version(s.model_name, str(version))
+        run_id = str(mv.run_id or "")
+        metrics: dict[str, float] = {}
+        params: dict[str, str] = {}
+        run_tags: dict[str, str] = {}
+        if run_id:
+            run = client.get_run(run_id)
+            metrics = {k: float(v) for k, v in run.data.metrics.items()}
+            params = dict(run.data.params)
+            run_tags = dict(run.data.tags)
+        uri = f"models:/{s.model_name}/{version}"
+        log.info("loading %s (run %s)", uri, run_id or "unknown")
+        predictor = mlflow.pyfunc.load_model(uri)
+        tags = dict(mv.tags or {})
+        return LoadedModel(
+            name=s.model_name,
+            version=int(version),
+            run_id=run_id,
+            predictor=predictor,
+            threshold=_threshold(params.get("threshold"), s.threshold),
+            data_md5=tags.get("data_md5") or run_tags.get("data_md5"),
+            training_data=tags.get("training_data") or run_tags.get("training_data"),
+            metrics=metrics,
+            loaded_at=datetime.now(UTC),
+            source=uri,
+        )
+
+
+def _threshold(logged: str | None, fallback: float) -> float:
+    """The run's `threshold` param (what its f1/precision/recall were computed at)."""
+    if logged is None:
+        return fallback
+    try:
+        value = float(logged)
+    except ValueError:
+        log.warning("run param threshold=%r is not a number; using %s", logged, fallback)
+        return fallback
+    if not 0.0 < value < 1.0:
+        log.warning("run param threshold=%s is outside (0, 1); using %s", value, fallback)
+        return fallback
+    return value

@@ -1,0 +1,151 @@
+"""Keeping the served model in step with the registry alias, without a restart.
+
+Every check (the poll loop, POST /admin/reload, an MLflow webhook) runs the same steps under
+one lock: resolve the alias (worker thread) -> if it names another version, load that version
+(worker thread) beside the current one -> swap the holder's reference. A failure at any step
+leaves the current model serving; it is counted, logged, shown on GET /model, and the next
+check tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from anyio import to_thread
+
+from serve.holder import ModelHolder
+from serve.metrics import Metrics
+from serve.registry import NoModelError, Registry
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    LOADED = "loaded"  # a new version is now serving
+    UNCHANGED = "unchanged"  # the alias still names the version being served
+    NO_MODEL = "no_model"  # nothing to serve in the registry (yet)
+    FAILED = "failed"  # resolving or loading failed; the previous model (if any) still serves
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    outcome: Outcome
+    version: int | None  # the version serving after the check
+    previous_version: int | None
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome.value,
+            "version": self.version,
+            "previous_version": self.previous_version,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class ReloadStatus:
+    """Written only by `Reloader.check` (under its lock, on the event loop); read by GET /model."""
+
+    last_check_at: datetime | None = None
+    last_loaded_at: datetime | None = None
+    # Why nothing can be served (no model / no alias): the /ready message.
+    waiting: str | None = None
+    last_error: dict[str, Any] | None = None
+    failures: int = 0
+    consecutive_failures: int = 0
+    aliases: dict[str, int] = field(default_factory=dict)
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    text = lines[0][:300] if lines else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class Reloader:
+    def __init__(
+        self, registry: Registry, holder: ModelHolder, metrics: Metrics, interval: float
+    ) -> None:
+        self.registry = registry
+        self.holder = holder
+        self.metrics = metrics
+        self.interval = interval
+        self.status = ReloadStatus()
+        self._lock = asyncio.Lock()
+
+    async def check(self, trigger: str) -> CheckResult:
+        async with self._lock:
+            return await self._check(trigger)
+
+    async def _check(self, trigger: str) -> CheckResult:
+        status = self.status
+        status.last_check_at = datetime.now(UTC)
+        current = self.holder.current
+        served = current.version if current else None
+        try:
+            target = await to_thread.run_sync(self.registry.resolve)
+        except NoModelError as exc:
+            status.waiting = str(exc)
+            status.aliases = {}
+            if current is not None:
+                log.warning("%s; still serving v%s", exc, served)
+            return CheckResult(Outcome.NO_MODEL, served, served, str(exc))
+        except Exception as exc:
+            return self._failed("resolve", None, exc, served)
+        status.waiting = None
+        status.aliases = target.aliases
+        if current is not None and current.version == target.version:
+            status.consecutive_failures = 0
+            return CheckResult(Outcome.UNCHANGED, served, served, f"serving v{served}")
+        log.info("%s: loading v%d (serving %s)", trigger, target.version, _v(served))
+        try:
+            loaded = await to_thread.run_sync(self.registry.load, target.version)
+        except Exception as exc:
+            return self._failed("load", target.version, exc, served)
+        self.holder.swap(loaded)
+        status.last_loaded_at = loaded.loaded_at or datetime.now(UTC)
+        status.consecutive_failures = 0
+        self.metrics.reloads.inc()
+        self.metrics.model_version.set(loaded.version)
+        log.info("%s: now serving v%d (was %s)", trigger, loaded.version, _v(served))
+        return CheckResult(Outcome.LOADED, loaded.version, served, f"now serving v{loaded.version}")
+
+    def _failed(
+        self, stage: str, version: int | None, exc: BaseException, served: int | None
+    ) -> CheckResult:
+        status = self.status
+        status.failures += 1
+        status.consecutive_failures += 1
+        what = f"loading v{version}" if version is not None else "resolving the alias"
+        message = f"{what} failed: {_one_line(exc)}"
+        status.last_error = {
+            "at": datetime.now(UTC).isoformat(),
+            "stage": stage,
+            "version": version,
+            "message": message,
+        }
+        self.metrics.reload_failures.labels(stage).inc()
+        kept = f"still serving v{served}" if served is not None else "nothing is served yet"
+        log.error("%s; %s; retrying at the next check", message, kept)
+        return CheckResult(Outcome.FAILED, served, served, f"{message}; {kept}")
+
+    async def run(self) -> None:
+        """The poll loop: check now, then every `interval` seconds (0: check once)."""
+        while True:
+            try:
+                await self.check("poll")
+            except Exception:  # a bug here must not end polling
+                log.exception("model check failed unexpectedly")
+            if self.interval <= 0:
+                return
+            await asyncio.sleep(self.interval)
+
+
+def _v(version: int | None) -> str:
+    return f"v{version}" if version is not None else "nothing"

@@ -1,0 +1,99 @@
+"""The service's settings: typed, validated once at start-up from the environment.
+
+`CHURN_*` variables configure the service; `MLFLOW_TRACKING_URI` (MLflow's own variable) says
+where the registry is, defaulting to the repository's embedded SQLite store like every script.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from churn import settings as churn_settings
+
+# models:/<name>@<alias> follows the alias; models:/<name>/<version> pins one version.
+_ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
+_VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>[1-9][0-9]*)$")
+
+
+class ServeSettings(BaseSettings):
+    """Every knob of the service. Environment variables win over the defaults below."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CHURN_", extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    tracking_uri: str = Field(
+        default_factory=churn_settings.default_tracking_uri,
+        validation_alias="MLFLOW_TRACKING_URI",
+        description="MLflow tracking/registry URI (MLFLOW_TRACKING_URI)",
+    )
+    model_uri: str = Field(
+        default=f"models:/{churn_settings.MODEL_NAME}@{churn_settings.CHAMPION}",
+        description="models:/<name>@<alias> (followed) or models:/<name>/<version> (pinned)",
+    )
+    reload_interval: float = Field(
+        default=10.0,
+        ge=0.0,
+        description="seconds between polls of the alias; 0 disables polling",
+    )
+    admin_token: SecretStr | None = Field(
+        default=None, description="bearer token for POST /admin/reload; unset disables it"
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="MLflow webhook secret; unset disables POST /webhooks/mlflow"
+    )
+    webhook_tolerance_s: int = Field(
+        default=300, ge=1, description="max age of a webhook delivery's timestamp (replay guard)"
+    )
+    max_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    threshold: float = Field(
+        default=0.5,
+        gt=0.0,
+        lt=1.0,
+        description="decision threshold used when the model's run has no 'threshold' param",
+    )
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @field_validator("admin_token", "webhook_secret", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # `CHURN_ADMIN_TOKEN=` in a compose file means "not set", not "the empty token".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_model_uri(self) -> ServeSettings:
+        if not (_ALIAS_URI.match(self.model_uri) or _VERSION_URI.match(self.model_uri)):
+            raise ValueError(
+                f"CHURN_MODEL_URI must be models:/<name>@<alias> or models:/<name>/<version>, "
+                f"got {self.model_uri!r}"
+            )
+        return self
+
+    @property
+    def model_name(self) -> str:
+        match = _ALIAS_URI.match(self.model_uri) or _VERSION_URI.match(self.model_uri)
+        assert match is not None  # checked by the validator
+        return match["name"]
+
+    @property
+    def model_alias(self) -> str | None:
+        """The alias followed, or None when the URI pins a version."""
+        match = _ALIAS_URI.match(self.model_uri)
+        return match["alias"] if match else None
+
+    @property
+    def pinned_version(self) -> int | None:
+        match = _VERSION_URI.match(self.model_uri)
+        return int(match["version"]) if match else None

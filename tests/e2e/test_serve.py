@@ -1,0 +1,314 @@
+"""The real service (`make serve`'s uvicorn command) against a real SQLite registry holding
+really trained models: parity with pyfunc, hot-swap under load, broken versions, cold start."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from churn import data, registry, schema
+from churn.settings import CHALLENGER, CHAMPION, MODEL_NAME
+from churn.training import train
+from tests.conftest import ROOT, free_port, small_params, wait_for_http
+from tests.serve_helpers import LoadResult, load_loop, serve_command, wait_until
+
+pytestmark = pytest.mark.e2e
+
+POLL_S = 1.0
+TOKEN = "e2e-admin-token"
+
+
+@dataclass(frozen=True)
+class Trained:
+    db: Path
+    data: Path
+    versions: tuple[int, ...]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, template_db: Path) -> Iterator[Trained]:
+    """Three small real versions, trained once; tests copy the database (artifact paths are
+    absolute, so copies share the artifacts, which no test modifies)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    work = tmp_path_factory.mktemp("serve-registry")
+    path = work / "customers.parquet"
+    data.write_parquet(data.normalise(data.generate(rows=3_000, seed=7)), path)
+    db = work / "mlflow.db"
+    shutil.copy(template_db, db)
+    uri = f"sqlite:///{db}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mlflow.set_tracking_uri(uri)
+        client = MlflowClient(uri, uri)
+        versions = tuple(
+            train(small_params(C=c), client, uri, data_path=path, reports_dir=None).version
+            for c in (1.0, 0.001, 0.05)
+        )
+        mlflow.set_tracking_uri(None)
+    yield Trained(db, path, versions)
+
+
+def copy_store(trained: Trained, tmp_path: Path, **aliases: int) -> tuple[str, Any]:
+    """A private copy of the trained registry with exactly `aliases` set."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    db = tmp_path / "mlflow.db"
+    shutil.copy(trained.db, db)
+    uri = f"sqlite:///{db}"
+    os.environ["MLFLOW_TRACKING_URI"] = uri  # restored by conftest's monkeypatch
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(uri, uri)
+    for alias in registry.aliases(client):
+        client.delete_registered_model_alias(MODEL_NAME, alias)
+    for alias, version in aliases.items():
+        client.set_registered_model_alias(MODEL_NAME, alias.replace("_", "-"), str(version))
+    return uri, client
+
+
+@contextmanager
+def service(tmp_path: Path, tracking_uri: str, **env: str) -> Iterator[str]:
+    """`make serve`'s command on a free port; yields its base URL; always stopped."""
+    port = free_port()
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CHURN_")}
+    full_env.update(MLFLOW_TRACKING_URI=tracking_uri, MLFLOW_DISABLE_TELEMETRY="true", **env)
+    log = tmp_path / f"serve-{port}.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            serve_command(port), cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/health", timeout=60, proc=proc)
+        yield url
+    except BaseException:
+        print(log.read_text()[-5000:])  # the service's log, for the failing test's report
+        raise
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def wait_ready(url: str, timeout: float = 60.0) -> dict[str, Any]:
+    assert wait_until(lambda: httpx.get(f"{url}/ready").status_code == 200, timeout, 0.1), (
+        httpx.get(f"{url}/ready").text
+    )
+    return dict(httpx.get(f"{url}/ready").json())
+
+
+def served_version(url: str) -> int | None:
+    resp = httpx.get(f"{url}/ready")
+    return int(resp.json()["model"]["version"]) if resp.status_code == 200 else None
+
+
+def seconds_until_served(url: str, version: int, timeout: float) -> float:
+    start = time.monotonic()
+    assert wait_until(lambda: served_version(url) == version, timeout, 0.02), (
+        f"v{version} not served within {timeout} s: {httpx.get(f'{url}/model').text}"
+    )
+    return time.monotonic() - start
+
+
+def request_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Data rows as a client sends them: JSON types, NaN as null."""
+    rows = []
+    for record in frame.to_dict(orient="records"):
+        row: dict[str, Any] = {}
+        for name in (schema.ID_COLUMN, *schema.FEATURE_NAMES):
+            value = record[name]
+            if isinstance(value, float) and math.isnan(value):
+                value = None
+            elif isinstance(value, np.integer):
+                value = int(value)
+            elif isinstance(value, np.floating):
+                value = float(value)
+            row[name] = value
+        rows.append(row)
+    return rows
+
+
+def pyfunc_predict(uri: str, frame: pd.DataFrame) -> np.ndarray:
+    import mlflow
+
+    return np.asarray(mlflow.pyfunc.load_model(uri).predict(data.features(frame)))
+
+
+def test_predictions_match_pyfunc_and_swaps_under_load_fail_nothing(
+    trained: Trained, tmp_path: Path
+) -> None:
+    v1, v2, _ = trained.versions
+    uri, client = copy_store(trained, tmp_path, champion=v1, challenger=v2)
+    df = data.read_parquet(trained.data)
+    # Include new customers (TotalCharges null) in the rows compared.
+    sample = pd.concat([df[df["TotalCharges"].isna()].head(5), df.head(45)])
+    rows = request_rows(sample)
+    assert any(r["TotalCharges"] is None for r in rows)
+    one = {"instances": rows[-1:]}
+    expected = {v: float(pyfunc_predict(f"models:/churn/{v}", sample.tail(1))[0]) for v in (v1, v2)}
+    assert expected[v1] != expected[v2]
+
+    with service(tmp_path, uri, CHURN_RELOAD_INTERVAL=str(POLL_S)) as url:
+        assert wait_ready(url)["model"]["version"] == v1
+        resp = httpx.post(f"{url}/predict", json={"instances": rows})
+        assert resp.status_code == 200
+        body = resp.json()
+        reference = pyfunc_predict("models:/churn@champion", sample)
+        got = np.array([p["churn_probability"] for p in body["predictions"]])
+        np.testing.assert_allclose(got, reference, rtol=0, atol=1e-9)
+        assert [p["customerID"] for p in body["predictions"]] == list(sample[schema.ID_COLUMN])
+        assert [p["churn"] for p in body["predictions"]] == list(reference >= 0.5)
+        run_id = client.get_model_version(MODEL_NAME, str(v1)).run_id
+        assert body["model"] == {"name": "churn", "version": v1, "run_id": run_id}
+        assert body["threshold"] == 0.5
+
+        stop = threading.Event()
+        result = LoadResult()
+        threads = [
+            threading.Thread(target=load_loop, args=(f"{url}/predict", one, stop, result, 30))
+            for _ in range(2)
+        ]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(0.5)
+            promoted = registry.promote(client, "auc", epsilon=-1.0)  # the real promotion
+            assert promoted.promoted
+            promote_s = seconds_until_served(url, v2, timeout=10)
+            time.sleep(0.5)
+            registry.rollback(client)  # the real rollback: @champion back to v1
+            rollback_s = seconds_until_served(url, v1, timeout=10)
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=15)
+        assert result.failures == []
+        seen = {v for v, _ in result.scored}
+        assert seen == {v1, v2}, seen
+        # Every response was scored by the version it reports.
+        for version, probability in result.scored:
+            assert probability == pytest.approx(expected[version], abs=1e-9)
+        assert promote_s <= 2 * POLL_S and rollback_s <= 2 * POLL_S, (promote_s, rollback_s)
+        info = httpx.get(f"{url}/model").json()
+        assert info["served"]["aliases"] == [CHAMPION]
+        assert info["reload"]["failures"] == 0
+        metrics = httpx.get(f"{url}/metrics").text
+        assert "churn_model_reloads_total 3.0" in metrics
+        print(
+            f"{result.ok} requests, 0 failed; promotion seen after {promote_s:.2f} s, "
+            f"rollback after {rollback_s:.2f} s"
+        )
+
+
+def test_a_broken_version_keeps_the_old_one_and_admin_reload_is_immediate(
+    trained: Trained, tmp_path: Path
+) -> None:
+    v1, v2, _ = trained.versions
+    uri, client = copy_store(trained, tmp_path, champion=v1)
+    # A version whose artifact is corrupt: the model's files without its serialised estimator.
+    source = Path(
+        client.get_model_version_download_uri(MODEL_NAME, str(v1)).removeprefix("file://")
+    )
+    broken = tmp_path / "broken-model"
+    shutil.copytree(source, broken)
+    for f in broken.glob("*.skops"):
+        f.unlink()
+    bad = int(client.create_model_version(MODEL_NAME, str(broken)).version)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+
+    # Polling off (0: one check at start-up): only /admin/reload moves the served version.
+    with service(tmp_path, uri, CHURN_RELOAD_INTERVAL="0", CHURN_ADMIN_TOKEN=TOKEN) as url:
+        assert wait_ready(url)["model"]["version"] == v1
+        client.set_registered_model_alias(MODEL_NAME, CHAMPION, str(bad))
+        resp = httpx.post(f"{url}/admin/reload", headers=auth, timeout=60)
+        assert resp.status_code == 503
+        assert resp.json()["outcome"] == "failed"
+        assert resp.json()["detail"].startswith(
+            f"loading v{bad} failed: FileNotFoundError: [Errno 2] No such file or directory: "
+        )
+        assert resp.json()["detail"].endswith(f"; still serving v{v1}")
+        answer = httpx.post(
+            f"{url}/predict",
+            json={"instances": request_rows(data.read_parquet(trained.data).head(3))},
+        )
+        assert answer.status_code == 200 and answer.json()["model"]["version"] == v1
+        info = httpx.get(f"{url}/model").json()
+        assert info["served"]["version"] == v1
+        assert info["reload"]["failures"] == 1
+        assert info["reload"]["last_error"]["version"] == bad
+        assert "model.skops" in info["reload"]["last_error"]["message"]
+        assert (
+            'churn_model_reload_failures_total{stage="load"} 1.0'
+            in httpx.get(f"{url}/metrics").text
+        )
+
+        client.set_registered_model_alias(MODEL_NAME, CHAMPION, str(v2))
+        resp = httpx.post(f"{url}/admin/reload", headers=auth, timeout=60)
+        assert (resp.status_code, resp.json()["outcome"]) == (200, "loaded")
+        answer = httpx.post(
+            f"{url}/predict",
+            json={"instances": request_rows(data.read_parquet(trained.data).head(3))},
+        )
+        assert answer.json()["model"]["version"] == v2  # immediately, no poll involved
+        assert (
+            httpx.post(f"{url}/admin/reload", headers={"Authorization": "Bearer no"}).status_code
+            == 403
+        )
+
+
+def test_empty_registry_is_not_ready_until_a_champion_exists(
+    trained: Trained, tmp_path: Path, template_db: Path
+) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    db = tmp_path / "empty.db"
+    shutil.copy(template_db, db)
+    uri = f"sqlite:///{db}"
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    with service(tmp_path, uri, CHURN_RELOAD_INTERVAL=str(POLL_S)) as url:
+        assert wait_until(
+            lambda: httpx.get(f"{url}/model").json()["reload"]["waiting"] is not None, 60, 0.1
+        )
+        resp = httpx.get(f"{url}/ready")
+        assert resp.status_code == 503
+        assert resp.json() == {
+            "ready": False,
+            "detail": f"model 'churn' is not in the registry at {uri}: run the pipeline "
+            "(make pipeline) to train and promote one; it is picked up within 1 s, "
+            "no restart needed",
+        }
+        assert httpx.post(f"{url}/predict", json={"instances": []}).status_code == 422
+        client = MlflowClient(uri, uri)
+        result = train(small_params(), client, uri, data_path=trained.data, reports_dir=None)
+        assert registry.aliases(client) == {CHALLENGER: result.version}
+        assert httpx.get(f"{url}/ready").status_code == 503  # a challenger is not served
+        assert registry.promote(client, "auc", epsilon=0.002).promoted
+        seconds_until_served(url, result.version, timeout=2 * POLL_S + 5)
+        info = httpx.get(f"{url}/model").json()["served"]
+        assert info["run_id"] == result.run_id
+        assert info["data_md5"] == result.data_md5
+        assert set(info["metrics"]) == {"auc", "f1", "precision", "recall", "accuracy", "log_loss"}
