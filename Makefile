@@ -10,6 +10,8 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
 PORT ?= 8000
+# One command line for `make serve`, `make demo` and the tests that start the service.
+SERVE_CMD = $(VENV)/bin/uvicorn --factory serve.app:main --host $(HOST) --port $(PORT)
 
 .PHONY: help setup pipeline promote rollback lineage status server serve demo test test-unit lint format clean
 
@@ -44,11 +46,14 @@ server: setup ## MLflow UI and tracking server on $(HOST):$(MLFLOW_PORT), over t
 	  --artifacts-destination ./mlartifacts --host $(HOST) --port $(MLFLOW_PORT)
 
 serve: setup ## the prediction API on $(HOST):$(PORT), serving models:/churn@champion (serve/README.md)
-	$(VENV)/bin/uvicorn --factory serve.app:main --host $(HOST) --port $(PORT)
+	$(SERVE_CMD)
 
-demo: pipeline ## pipeline, then the API in the foreground, with a ready-to-paste curl
+demo: pipeline ## pipeline, then the API: a real /predict is sent and shown, and it keeps serving
 	@$(PY) -m serve.example --host $(HOST) --port $(PORT)
-	@$(MAKE) --no-print-directory serve
+	@$(SERVE_CMD) & server=$$!; \
+	  trap 'kill $$server 2>/dev/null; wait $$server 2>/dev/null' EXIT INT TERM; \
+	  $(PY) -m serve.example --host $(HOST) --port $(PORT) --call || exit 1; \
+	  wait $$server
 
 test: setup ## the whole test suite: unit, integration (real MLflow store and server), e2e
 	$(PY) -m pytest $(ARGS)
