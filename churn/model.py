@@ -43,11 +43,19 @@ class ChurnProbability(BaseEstimator):
         return np.asarray(self.pipeline.predict_proba(X))
 
 
-# skops refuses to load any type not listed; these are all the non-sklearn/numpy types we store.
-TRUSTED_TYPES = [
-    f"{ChurnProbability.__module__}.{ChurnProbability.__qualname__}",
-    "numpy.dtype",
-]
+# skops refuses to load any type not listed. These are the types our own estimators store beyond
+# skops' defaults, reviewed one by one: our wrapper, numpy dtypes, and the tree node storage of
+# the tree ensembles (which skops flags because a crafted file could index out of bounds; these
+# files are written by our own training run, and loading is restricted to exactly these types).
+_BASE_TRUSTED = [f"{ChurnProbability.__module__}.{ChurnProbability.__qualname__}", "numpy.dtype"]
+TRUSTED_TYPES: dict[str, list[str]] = {
+    "logistic_regression": _BASE_TRUSTED,
+    "random_forest": [*_BASE_TRUSTED, "sklearn.tree._tree.Tree"],
+    "hist_gradient_boosting": [
+        *_BASE_TRUSTED,
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    ],
+}
 
 
 _MLFLOW_TYPES = {

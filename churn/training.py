@@ -106,14 +106,14 @@ def _pip_requirements() -> list[str]:
     return [f"{p}=={metadata.version(p)}" for p in packages]
 
 
-def _log_model(model: ChurnProbability, example: pd.DataFrame) -> Any:
+def _log_model(model: ChurnProbability, model_type: str, example: pd.DataFrame) -> Any:
     import mlflow.sklearn
 
     return mlflow.sklearn.log_model(
         model,
         name="model",
         serialization_format="skops",
-        skops_trusted_types=TRUSTED_TYPES,
+        skops_trusted_types=TRUSTED_TYPES[model_type],
         signature=signature(),
         input_example=example,
         # The model's own code travels with it, so `mlflow models serve` and other consumers
@@ -196,7 +196,7 @@ def train(
             # MLflow's type-hint check on our sklearn wrapper: the signature (from the schema)
             # is what validates inputs, so the "Any type hint" notice does not apply.
             warnings.filterwarnings("ignore", message=".*Any type hint is inferred as AnyType")
-            info = _log_model(model, example)
+            info = _log_model(model, params.model_type, example)
     version = int(info.registered_model_version)
     for key, value in tags.items():
         client.set_model_version_tag(settings.MODEL_NAME, str(version), key, value)

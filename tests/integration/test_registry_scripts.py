@@ -268,3 +268,31 @@ def test_dead_server_is_exit_4_within_seconds(capsys: pytest.CaptureFixture[str]
         assert f"tracking server {uri} is unreachable" in err
         assert "start it (make server) or fix MLFLOW_TRACKING_URI" in err
         assert time.monotonic() - start < 15
+
+
+def test_champion_moved_while_deciding_changes_nothing_and_exits_3(
+    store: Store, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another promotion lands between our read and our write: we must not overwrite it."""
+    from churn import registry
+
+    store.add_version(("champion",), auc=0.80)
+    store.add_version(("challenger",), auc=0.90)
+    rival = store.add_version(auc=0.95)
+    real_score = registry.version_score
+
+    def score_then_race(client, version, metric, alias):  # type: ignore[no-untyped-def]
+        result = real_score(client, version, metric, alias)
+        if alias == "champion":  # a concurrent promote.py moves @champion right now
+            client.set_registered_model_alias("churn", "champion", str(rival))
+        return result
+
+    monkeypatch.setattr(registry, "version_score", score_then_race)
+    code, out, err = run(capsys, promote.main)
+    assert code == 3 and out == []
+    assert err == (
+        "promote.py: error: the registry changed while deciding (@champion v1 -> v3); "
+        "nothing was changed: run again\n"
+    )
+    assert store.aliases() == {"champion": rival, "challenger": 2}
+    assert store.tags(2) == {}

@@ -113,3 +113,47 @@ def test_lineage_traces_the_champion_to_commit_and_data(
     assert capsys.readouterr().err == (
         "churn lineage: error: alias @challenger not set on 'churn': set aliases are @champion\n"
     )
+
+
+def test_register_best_run_for_real(
+    store: Store, small_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import register
+
+    weak = train(small_params(C=0.0005), store.client, store.uri, small_data, reports_dir=None)
+    strong = train(small_params(), store.client, store.uri, small_data, reports_dir=None)
+    best = max((weak, strong), key=lambda r: r.metrics["auc"])
+    capsys.readouterr()
+    assert register.main(["--best", "--metric", "auc", "--alias", "audit"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        f"best run by auc: {best.run_id}  auc={best.metrics['auc']:.4f}",
+        f"registered churn v3, source run {best.run_id}",
+        "@audit -> v3",
+    ]
+    mv = store.client.get_model_version("churn", "3")
+    assert mv.tags["data_md5"] == best.data_md5  # lineage carries over to the new version
+
+
+@pytest.mark.parametrize(
+    ("model_type", "params"),
+    [
+        ("random_forest", {"n_estimators": 20, "max_depth": 6, "min_samples_leaf": 5}),
+        ("hist_gradient_boosting", {"max_iter": 30, "learning_rate": 0.1}),
+    ],
+)
+def test_other_classifiers_train_and_load_through_pyfunc(
+    store: Store, small_data: Path, model_type: str, params: dict[str, object]
+) -> None:
+    import mlflow
+
+    from churn.settings import DataParams, Params
+
+    p = Params(seed=7, data=DataParams(rows=3_000), model_type=model_type, model_params=params)
+    result = train(p, store.client, store.uri, small_data, reports_dir=None)
+    assert result.metrics["auc"] > 0.7
+    assert store.client.get_run(result.run_id).data.params["model.type"] == model_type
+    proba = mlflow.pyfunc.load_model(f"models:/churn/{result.version}").predict(
+        data.features(data.read_parquet(small_data)).head(20)
+    )
+    assert proba.shape == (20,) and ((proba >= 0) & (proba <= 1)).all()
