@@ -46,7 +46,9 @@ def fresh_clone(dest: Path) -> Path:
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment a learner's shell has: no tracking URI of ours, no venv of ours."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "VIRTUAL_ENV"))}
-    env.pop("PYTEST_CURRENT_TEST", None)
+    # Under `make test` these would make the inner make print "Entering directory" lines.
+    for key in ("PYTEST_CURRENT_TEST", "MAKELEVEL", "MAKEFLAGS", "MFLAGS"):
+        env.pop(key, None)
     env.update(extra)
     return env
 
