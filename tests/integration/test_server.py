@@ -68,6 +68,15 @@ def test_train_promote_rollback_lineage_over_http(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("alias          : @champion")
 
+    # The promotion ledger lives on the server too, newest first.
+    assert churn_main(["history"]) == 0
+    rows = [line.split()[2:4] for line in capsys.readouterr().out.splitlines()[1:]]
+    expected = [["cold-start", "promoted"]]
+    expected.insert(0, ["promote", "promoted"] if code == 0 else ["promote", "kept"])
+    if code == 0:
+        expected.insert(0, ["rollback", "rolled-back"])
+    assert rows == expected
+
 
 def test_server_that_dies_gives_exit_4_fast(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
