@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import socket
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,18 @@ def small_params(**model_params: object):  # type: ignore[no-untyped-def]
     )
 
 
+def stop_process(proc: subprocess.Popen, grace: float = 15.0) -> None:  # type: ignore[type-arg]
+    """SIGTERM, then SIGKILL after `grace` seconds: a test never leaves a server behind."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
 def wait_for_http(url: str, timeout: float = 60.0, proc=None) -> None:  # type: ignore[no-untyped-def]
     """Poll `url` until it answers 200, the process dies, or `timeout` passes."""
     import time
@@ -171,12 +184,7 @@ def running_mlflow_server(work: Path, **env: str) -> Iterator[str]:
         wait_for_http(f"{uri}/health", timeout=90, proc=proc)
         yield uri
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc)
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ import pytest
 from churn import data, registry, schema
 from churn.settings import CHALLENGER, CHAMPION, MODEL_NAME
 from churn.training import train
-from tests.conftest import ROOT, free_port, small_params, wait_for_http
+from tests.conftest import ROOT, free_port, small_params, stop_process, wait_for_http
 from tests.serve_helpers import LoadResult, load_loop, serve_command, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -102,12 +102,7 @@ def service(tmp_path: Path, tracking_uri: str, **env: str) -> Iterator[str]:
         print(log.read_text()[-5000:])  # the service's log, for the failing test's report
         raise
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc)
 
 
 def wait_ready(url: str, timeout: float = 60.0) -> dict[str, Any]:
