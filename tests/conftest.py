@@ -161,7 +161,6 @@ def wait_for_http(url: str, timeout: float = 60.0, proc=None) -> None:  # type: 
 def running_mlflow_server(work: Path, **env: str) -> Iterator[str]:
     """A real `mlflow server` subprocess on a free loopback port with its own store in `work`."""
     import os
-    import subprocess
     import sys
 
     port = free_port()
