@@ -21,9 +21,9 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from fastapi.security import HTTPBearer
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from serve import schema as api
+from serve.batching import MicroBatcher
 from serve.holder import LoadedModel, ModelHolder, NotReadyError
 from serve.metrics import Metrics, MetricsMiddleware
 from serve.registry import MlflowRegistry, Registry
@@ -107,17 +107,19 @@ def create_app(settings: ServeSettings, registry: Registry | None = None) -> Fas
     reloader = Reloader(
         registry or MlflowRegistry(settings), holder, metrics, settings.reload_interval
     )
+    batcher = MicroBatcher(holder, settings.batch_max_rows, settings.batch_wait_ms / 1000)
     background: set[asyncio.Task[Any]] = set()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         poll = asyncio.create_task(reloader.run(), name="model-poll")
+        scorer = asyncio.create_task(batcher.run(), name="micro-batcher")
         try:
             yield
         finally:
-            for task in (poll, *background):
+            for task in (poll, scorer, *background):
                 task.cancel()
-            for task in (poll, *background):
+            for task in (poll, scorer, *background):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
@@ -131,6 +133,7 @@ def create_app(settings: ServeSettings, registry: Registry | None = None) -> Fas
     app.state.holder = holder
     app.state.reloader = reloader
     app.state.metrics = metrics
+    app.state.batcher = batcher
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     request_model = api.request_model(settings.max_batch_size)
@@ -190,17 +193,22 @@ def create_app(settings: ServeSettings, registry: Registry | None = None) -> Fas
         },
     )
     async def predict(request: Request) -> Response:
+        # While this request is read and validated, a forming batch may wait for it (bounded).
+        with batcher.arriving():
+            try:
+                body = await read_body(request, settings.max_body_bytes)
+            except BodyTooLargeError:
+                return json_response(too_large.body(), 413)
+            try:
+                rows, _batch = api.parse(body, settings.max_batch_size)
+            except api.RequestError as exc:
+                return json_response(exc.body(), 422)
+        if holder.current is None:
+            return not_ready()
         try:
-            body = await read_body(request, settings.max_body_bytes)
-        except BodyTooLargeError:
-            return json_response(too_large.body(), 413)
-        try:
-            rows, _batch = api.parse(body, settings.max_batch_size)
-        except api.RequestError as exc:
-            return json_response(exc.body(), 422)
-        try:
-            # pyfunc predict is CPU-bound and blocking: keep it off the event loop.
-            scored = await run_in_threadpool(holder.score, rows)
+            # Scored with the other requests in flight by one predict call, in the batcher's
+            # thread (pyfunc predict is CPU-bound and blocking: never on the event loop).
+            scored = await batcher.score(rows)
         except NotReadyError:
             return not_ready()
         model = scored.model

@@ -58,6 +58,20 @@ class ServeSettings(BaseSettings):
         description="decision threshold used when the model's run has no 'threshold' param",
     )
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    batch_max_rows: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="micro-batching: most rows scored by one predict call (1 = no batching); "
+        "a single larger request is still scored alone, never split",
+    )
+    batch_wait_ms: float = Field(
+        default=2.0,
+        ge=0.0,
+        le=50.0,
+        description="micro-batching: longest a forming batch waits for requests being read; "
+        "a lone request never waits",
+    )
 
     @field_validator("admin_token", "webhook_secret", mode="before")
     @classmethod

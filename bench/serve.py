@@ -1,0 +1,1015 @@
+"""Serving speed: our service against `mlflow models serve`, same model, same requests, one run.
+
+    make bench                      # full run (about 5 minutes), writes bench/results/serve.json
+    make bench ARGS=--quick         # a short smoke run (about 2 minutes), writes bench/.work/
+    .venv/bin/python -m bench.serve --help
+
+What it does, in order:
+ 1. builds a champion if needed: generated data -> `churn.training.train` -> `churn.registry.
+    promote`, in a bench-owned SQLite store under bench/.work/ (never the repository's mlflow.db);
+ 2. picks a load generator: `wrk` (installed with apt-get when missing and possible), else an
+    asyncio httpx client; either way it first measures the client alone against a trivial HTTP
+    server (bench/echo_server.py), so the table shows the client's own ceiling;
+ 3. times the raw `pyfunc.predict` of the batch bodies in this process (the floor for batches);
+ 4. for each server in turn (ours: the `make serve` command; theirs: `mlflow models serve -m
+    models:/churn@champion --env-manager local`, one uvicorn worker each): start it on a free
+    127.0.0.1 port and time process start -> 200 on /ready (ours) or /ping (theirs); warm it;
+    drive single-row requests at 1, 16 and 64 connections and 100- and 1,000-row batches; then
+    a steady run at 16 connections (`--soak`, default 60 s) sampling the process tree's RSS;
+ 5. prints one table (req/s, rows/s, p50/p99 latency, errors, peak RSS, ours/theirs) and the
+    targets met or not, and writes it all as JSON.
+
+Both servers get equivalent rows: ours `{"instances": [...]}` (with the customerID it echoes),
+theirs `{"dataframe_records": [...]}` (the model's features). Only one server runs at a time.
+Exit codes: 0 the run completed (targets are reported, not enforced), 2 usage error, 1 a server
+failed to start or the run could not complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import re
+import shlex
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `python bench/serve.py` as well as `python -m bench.serve`
+    sys.path.insert(0, str(ROOT))
+
+WORK = ROOT / "bench" / ".work"
+RESULTS = ROOT / "bench" / "results" / "serve.json"
+VENV_BIN = Path(sys.executable).parent
+HOST = "127.0.0.1"
+MODEL_URI = "models:/churn@champion"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    title: str
+    rows: int  # rows per request
+    connections: int
+
+
+SCENARIOS = (
+    Scenario("single_c1", "1 row, 1 conn", 1, 1),
+    Scenario("single_c16", "1 row, 16 conns", 1, 16),
+    Scenario("single_c64", "1 row, 64 conns", 1, 64),
+    Scenario("batch100_c1", "100 rows, 1 conn", 100, 1),
+    Scenario("batch1000_c1", "1,000 rows, 1 conn", 1000, 1),
+)
+
+
+@dataclass
+class Load:
+    """One load run against one endpoint."""
+
+    requests: int  # answered 200
+    errors: int  # non-200 answers, connection errors and timeouts
+    duration_s: float
+    p50_ms: float
+    p99_ms: float
+    rows_per_request: int = 1
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.duration_s if self.duration_s > 0 else 0.0
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rps * self.rows_per_request
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "duration_s": round(self.duration_s, 3),
+            "req_per_s": round(self.rps, 1),
+            "rows_per_s": round(self.rows_per_s, 1),
+            "p50_ms": round(self.p50_ms, 3),
+            "p99_ms": round(self.p99_ms, 3),
+        }
+
+
+def progress(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# The champion, in a bench-owned store
+
+
+def store_uri(work: Path) -> str:
+    return f"sqlite:///{work / 'mlflow.db'}"
+
+
+def ensure_champion(work: Path, rows: int, seed: int) -> int:
+    """The @champion version in `work`'s store, training and promoting one if needed."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from churn import data, registry, settings
+    from churn.training import train
+
+    work.mkdir(parents=True, exist_ok=True)
+    marker = work / "champion.json"
+    wanted = {"rows": rows, "seed": seed}
+    uri = store_uri(work)
+    if marker.is_file() and json.loads(marker.read_text()).get("data") == wanted:
+        try:
+            champion = registry.aliases(MlflowClient(uri, uri)).get(settings.CHAMPION)
+        except Exception:  # a broken or half-written store: rebuild it below
+            champion = None
+        if champion is not None:
+            progress(f"reusing champion v{champion} in {_rel(work / 'mlflow.db')}")
+            return int(champion)
+    for stale in ("mlflow.db", "mlartifacts", "customers.parquet", "champion.json"):
+        path = work / stale
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    progress(f"training a champion on {rows:,} generated rows into {_rel(work / 'mlflow.db')}")
+    data_path = work / "customers.parquet"
+    data.write_parquet(data.normalise(data.generate(rows=rows, seed=seed)), data_path)
+    params = settings.load_params()
+    params = type(params)(
+        seed=seed,
+        data=type(params.data)(source="generator", rows=rows, snapshot=params.data.snapshot),
+        test_size=params.test_size,
+        model_type=params.model_type,
+        model_params=params.model_params,
+        threshold=params.threshold,
+        gate=params.gate,
+    )
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        client = MlflowClient(uri, uri)
+        result = train(params, client, uri, data_path=data_path, reports_dir=None, root=ROOT)
+        promoted = registry.promote(client, params.gate.metric, params.gate.epsilon)
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+    if not promoted.promoted:
+        raise RuntimeError(f"v{result.version} was trained but not promoted")
+    marker.write_text(json.dumps({"data": wanted, "version": result.version}) + "\n")
+    progress(f"champion v{result.version} (auc {result.metrics['auc']:.4f})")
+    return result.version
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests: the same rows, in each server's format
+
+
+@dataclass
+class Bodies:
+    """Request bodies per scenario row count: ours and theirs hold the same rows in order."""
+
+    ours: dict[int, list[bytes]] = field(default_factory=dict)
+    theirs: dict[int, list[bytes]] = field(default_factory=dict)
+    frames: dict[int, list[Any]] = field(default_factory=dict)  # pandas frames, for raw pyfunc
+
+
+def json_rows(frame: Any) -> list[dict[str, Any]]:
+    """Data rows as a client sends them: JSON types, NaN as null."""
+    import numpy as np
+
+    from churn import schema
+
+    out = []
+    for record in frame.to_dict(orient="records"):
+        row: dict[str, Any] = {}
+        for name in (schema.ID_COLUMN, *schema.FEATURE_NAMES):
+            value = record[name]
+            if isinstance(value, float) and math.isnan(value):
+                value = None
+            elif isinstance(value, np.integer):
+                value = int(value)
+            elif isinstance(value, np.floating):
+                value = float(value)
+            row[name] = value
+        out.append(row)
+    return out
+
+
+def build_bodies(work: Path, sizes: Sequence[int], per_size: int = 4, singles: int = 500) -> Bodies:
+    import orjson
+
+    from churn import data, schema
+
+    df = data.read_parquet(work / "customers.parquet").reset_index(drop=True)
+    bodies = Bodies()
+    start = 0
+    for size in sorted(set(sizes)):
+        count = singles if size == 1 else per_size
+        bodies.ours[size], bodies.theirs[size], bodies.frames[size] = [], [], []
+        for _ in range(count):
+            if start + size > len(df):
+                start = 0
+            chunk = df.iloc[start : start + size]
+            start += size
+            rows = json_rows(chunk)
+            features = [{k: r[k] for k in schema.FEATURE_NAMES} for r in rows]
+            bodies.ours[size].append(orjson.dumps({"instances": rows}))
+            bodies.theirs[size].append(orjson.dumps({"dataframe_records": features}))
+            bodies.frames[size].append(data.features(chunk).reset_index(drop=True))
+    return bodies
+
+
+def raw_pyfunc_ms(work: Path, frames: Sequence[Any], seconds: float) -> float:
+    """Median time of a direct `pyfunc.predict` on `frames` (in rotation), in this process."""
+    import mlflow
+
+    uri = store_uri(work)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        model = mlflow.pyfunc.load_model(MODEL_URI)
+    finally:
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+    for frame in frames:
+        model.predict(frame)
+    times: list[float] = []
+    end = time.perf_counter() + seconds
+    i = 0
+    while time.perf_counter() < end or len(times) < 5:
+        frame = frames[i % len(frames)]
+        i += 1
+        t0 = time.perf_counter()
+        model.predict(frame)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000
+
+
+# ---------------------------------------------------------------------------------------------
+# Load generators
+
+
+WRK_SCRIPT = r"""
+-- POSTs the bodies of a file (one JSON document per line) in rotation; prints one JSON summary.
+local bodies = {}
+local counter = 0
+function init(args)
+  for line in io.lines(args[1]) do bodies[#bodies + 1] = line end
+end
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+function request()
+  counter = counter % #bodies + 1
+  return wrk.format(nil, nil, nil, bodies[counter])
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH {"requests": %d, "duration_us": %d, "socket_errors": %d, "status_errors": %d, ' ..
+    '"p50_us": %d, "p99_us": %d}\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def find_wrk(install: bool) -> str | None:
+    """`wrk` from PATH; when missing and `install`, try apt-get (as root or with sudo -n)."""
+    found = shutil.which("wrk")
+    if found or not install or not shutil.which("apt-get"):
+        return found
+    prefix: list[str] = []
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        if not shutil.which("sudo"):
+            return None
+        prefix = ["sudo", "-n"]
+    progress("wrk not found: trying apt-get install wrk")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    add_wrk = [*prefix, "apt-get", "install", "-y", "-qq", "wrk"]
+    for argv in (add_wrk, [*prefix, "apt-get", "update", "-qq"], add_wrk):
+        try:
+            done = subprocess.run(argv, env=env, capture_output=True, timeout=300, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if argv is add_wrk and done.returncode == 0:
+            break
+    return shutil.which("wrk")
+
+
+def parse_wrk(output: str, rows_per_request: int) -> Load:
+    """The summary line our wrk script prints (`BENCH {...}`) as a Load."""
+    match = re.search(r"^BENCH (\{.*\})$", output, re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"wrk printed no summary:\n{output[-2000:]}")
+    s = json.loads(match[1])
+    return Load(
+        requests=int(s["requests"]) - int(s["status_errors"]),
+        errors=int(s["socket_errors"]) + int(s["status_errors"]),
+        duration_s=int(s["duration_us"]) / 1e6,
+        p50_ms=int(s["p50_us"]) / 1000,
+        p99_ms=int(s["p99_us"]) / 1000,
+        rows_per_request=rows_per_request,
+    )
+
+
+class Client:
+    name = "client"
+
+    def run(
+        self, url: str, bodies: Sequence[bytes], connections: int, seconds: float, rows: int
+    ) -> Load:
+        raise NotImplementedError
+
+
+class WrkClient(Client):
+    def __init__(self, binary: str, work: Path) -> None:
+        self.binary = binary
+        self.name = "wrk"
+        self.script = work / "post.lua"
+        self.script.write_text(WRK_SCRIPT)
+        self.work = work
+
+    def version(self) -> str:
+        out = subprocess.run([self.binary, "-v"], capture_output=True, text=True, check=False)
+        return (out.stdout + out.stderr).strip().splitlines()[0] if out.stdout + out.stderr else ""
+
+    def run(
+        self, url: str, bodies: Sequence[bytes], connections: int, seconds: float, rows: int
+    ) -> Load:
+        with tempfile.NamedTemporaryFile("wb", dir=self.work, suffix=".jsonl", delete=False) as f:
+            f.write(b"\n".join(bodies) + b"\n")
+        try:
+            argv = [
+                self.binary, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+                "--timeout", "10s", "-s", str(self.script), url, "--", f.name,
+            ]  # fmt: skip
+            out = subprocess.run(argv, capture_output=True, text=True, check=False)
+            return parse_wrk(out.stdout + out.stderr, rows)
+        finally:
+            Path(f.name).unlink(missing_ok=True)
+
+
+class HttpxClient(Client):
+    """asyncio + httpx, one task per connection, in this process (uvloop when installed)."""
+
+    name = "httpx"
+
+    def run(
+        self, url: str, bodies: Sequence[bytes], connections: int, seconds: float, rows: int
+    ) -> Load:
+        import asyncio
+
+        try:
+            import uvloop
+
+            return uvloop.run(self._drive(url, bodies, connections, seconds, rows))
+        except ImportError:
+            return asyncio.run(self._drive(url, bodies, connections, seconds, rows))
+
+    async def _drive(
+        self, url: str, bodies: Sequence[bytes], connections: int, seconds: float, rows: int
+    ) -> Load:
+        import asyncio
+
+        import httpx
+
+        latencies: list[float] = []
+        errors = 0
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        headers = {"content-type": "application/json"}
+        async with httpx.AsyncClient(limits=limits, timeout=10.0) as client:
+            start = time.perf_counter()
+            end = start + seconds
+
+            async def worker(k: int) -> None:
+                nonlocal errors
+                i = k
+                while time.perf_counter() < end:
+                    body = bodies[i % len(bodies)]
+                    i += connections
+                    t0 = time.perf_counter()
+                    try:
+                        resp = await client.post(url, content=body, headers=headers)
+                        ok = resp.status_code == 200
+                    except httpx.HTTPError:
+                        ok = False
+                    if ok:
+                        latencies.append(time.perf_counter() - t0)
+                    else:
+                        errors += 1
+
+            await asyncio.gather(*(worker(k) for k in range(connections)))
+            elapsed = time.perf_counter() - start
+        return Load(
+            requests=len(latencies),
+            errors=errors,
+            duration_s=elapsed,
+            p50_ms=_percentile(latencies, 50) * 1000,
+            p99_ms=_percentile(latencies, 99) * 1000,
+            rows_per_request=rows,
+        )
+
+
+def _percentile(values: Sequence[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, math.ceil(pct / 100 * len(ordered)) - 1))
+    return ordered[index]
+
+
+def client_ceiling(client: Client, body: bytes, seconds: float) -> dict[str, float]:
+    """The client alone: req/s against a trivial server, at 16 and 64 connections."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "echo_server.py"), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_port(port, proc, 20)
+        out = {}
+        for connections in (16, 64):
+            load = client.run(f"http://{HOST}:{port}/", [body], connections, seconds, 1)
+            out[f"c{connections}_req_per_s"] = round(load.rps, 1)
+        return out
+    finally:
+        _stop(proc)
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"helper server exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex((HOST, port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {HOST}:{port} after {timeout} s")
+
+
+# ---------------------------------------------------------------------------------------------
+# Servers
+
+
+def ours_command(port: int, workers: int) -> list[str]:
+    """The uvicorn command `make serve` runs (read from `make -n`, so they cannot drift)."""
+    argv = [str(VENV_BIN / "uvicorn"), "--factory", "serve.app:main", "--host", HOST]
+    argv += ["--port", str(port)]
+    if shutil.which("make"):
+        out = subprocess.run(
+            ["make", "--no-print-directory", "-n", "serve", f"HOST={HOST}", f"PORT={port}"],
+            cwd=ROOT, capture_output=True, text=True, check=False,
+        ).stdout  # fmt: skip
+        lines = [line for line in out.splitlines() if "/bin/uvicorn" in line]
+        if len(lines) == 1:
+            argv = shlex.split(lines[0])
+            if not Path(argv[0]).is_absolute():
+                argv[0] = str(ROOT / argv[0])
+    if workers > 1:
+        argv += ["--workers", str(workers)]
+    return argv
+
+
+def theirs_command(port: int) -> list[str]:
+    return [
+        str(VENV_BIN / "mlflow"), "models", "serve", "-m", MODEL_URI,
+        "--env-manager", "local", "-h", HOST, "-p", str(port),
+    ]  # fmt: skip
+
+
+@dataclass
+class Server:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    ready_path: str
+    predict_path: str
+    port: int
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self, timeout: float = 180.0) -> float:
+        """Start the process; seconds from `Popen` to the first 200 on the ready path."""
+        import httpx
+
+        with self.log.open("wb") as out:
+            t0 = time.perf_counter()
+            self.proc = subprocess.Popen(
+                self.argv, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
+        deadline = t0 + timeout
+        with httpx.Client(timeout=2.0) as client:
+            while time.perf_counter() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(
+                        f"{self.name} exited with {self.proc.returncode} before "
+                        f"{self.ready_path} answered; log: {_rel(self.log)}\n"
+                        + self.log.read_text(errors="replace")[-3000:]
+                    )
+                try:
+                    if client.get(self.base + self.ready_path).status_code == 200:
+                        return time.perf_counter() - t0
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.02)
+        raise TimeoutError(f"{self.name}: {self.ready_path} not 200 within {timeout} s")
+
+    def processes(self) -> list[Any]:
+        import psutil
+
+        if self.proc is None:
+            return []
+        try:
+            root = psutil.Process(self.proc.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the whole process tree now (the CLI and its workers)."""
+        import psutil
+
+        total = 0
+        for p in self.processes():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                total += int(p.memory_info().rss)
+        return total
+
+    def peak_rss_bytes(self) -> int:
+        """Sum over the process tree of each process's peak RSS (VmHWM on Linux)."""
+        total = 0
+        for p in self.processes():
+            total += _hwm(p.pid) or 0
+        return total
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+
+
+def _hwm(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+class PeakSampler:
+    """Samples a server's tree RSS in a thread (peak RSS where VmHWM is unavailable)."""
+
+    def __init__(self, server: Server, interval: float = 0.5) -> None:
+        import threading
+
+        self.server = server
+        self.interval = interval
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        t0 = time.monotonic()
+        while not self._stop.is_set():
+            self.samples.append((time.monotonic() - t0, self.server.rss_bytes()))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    @property
+    def peak(self) -> int:
+        return max((rss for _t, rss in self.samples), default=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+@dataclass
+class Options:
+    quick: bool
+    seconds: float
+    soak_s: float
+    warm_s: float
+    workers: int
+    rows: int
+    seed: int
+    client: str
+    install_wrk: bool
+    output: Path
+    work: Path
+    skip_theirs: bool = False
+
+
+def parse_args(argv: list[str] | None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.serve",
+        description=(
+            "Benchmark the churn service against `mlflow models serve` on the same champion "
+            "and the same requests, one server at a time, and print one table of req/s, "
+            "rows/s, p50/p99 latency, errors, start-up time and memory, with ours/theirs "
+            "ratios and the targets met or not."
+        ),
+        epilog=(
+            "Exit codes: 0 run completed (targets are reported, not enforced); 1 a server "
+            "failed or the run could not complete; 2 usage error. The full run takes about "
+            "5-6 minutes; --quick about 2."
+        ),
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="short run: 2 s per scenario, 5 s soak"
+    )
+    parser.add_argument("--seconds", type=float, help="seconds per scenario (default 10; quick 2)")
+    parser.add_argument(
+        "--soak", type=float, help="seconds of the RSS run at 16 connections (default 60; quick 5)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn workers for our service (default 1: exactly the `make serve` command)",
+    )
+    parser.add_argument(
+        "--rows", type=int, default=20_000, help="generated training rows (default 20000)"
+    )
+    parser.add_argument("--seed", type=int, default=42, help="data/training seed (default 42)")
+    parser.add_argument(
+        "--client",
+        choices=("auto", "wrk", "httpx"),
+        default="auto",
+        help="load generator: wrk (installed with apt-get if missing and possible), the asyncio "
+        "httpx client, or auto (wrk when available, else httpx; default)",
+    )
+    parser.add_argument(
+        "--no-install", action="store_true", help="never try to apt-get install wrk"
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help=f"JSON results file (default {_rel(RESULTS)}; with --quick {_rel(WORK)}/"
+        "serve-quick.json)",
+    )
+    parser.add_argument(
+        "--work-dir", type=Path, default=WORK, help=f"scratch (default {_rel(WORK)})"
+    )
+    parser.add_argument(
+        "--skip-theirs", action="store_true", help="only our service (no ratios; for debugging)"
+    )
+    args = parser.parse_args(argv)
+    quick = bool(args.quick)
+    seconds = args.seconds if args.seconds is not None else (2.0 if quick else 10.0)
+    soak = args.soak if args.soak is not None else (5.0 if quick else 60.0)
+    if seconds <= 0 or soak <= 0 or args.workers < 1 or args.rows < 2_000:
+        parser.error("--seconds and --soak must be > 0, --workers >= 1, --rows >= 2000")
+    work = args.work_dir.resolve()
+    output = args.output or (work / "serve-quick.json" if quick else RESULTS)
+    return Options(
+        quick=quick,
+        seconds=seconds,
+        soak_s=soak,
+        warm_s=1.0 if quick else 3.0,
+        workers=args.workers,
+        rows=args.rows,
+        seed=args.seed,
+        client=args.client,
+        install_wrk=not args.no_install,
+        output=output,
+        work=work,
+        skip_theirs=args.skip_theirs,
+    )
+
+
+def pick_client(opts: Options) -> Client:
+    if opts.client in ("auto", "wrk"):
+        binary = find_wrk(opts.install_wrk)
+        if binary:
+            return WrkClient(binary, opts.work)
+        if opts.client == "wrk":
+            raise RuntimeError("wrk is not installed and could not be installed (apt-get)")
+        progress("wrk unavailable: using the asyncio httpx client")
+    return HttpxClient()
+
+
+def server_env(work: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHURN_", "MLFLOW_"))}
+    # `mlflow models serve --env-manager local` execs `uvicorn` from PATH: the venv's, as for a
+    # user whose venv is active.
+    path = os.pathsep.join([str(VENV_BIN), env.get("PATH", "")])
+    env.update(
+        PATH=path,
+        MLFLOW_TRACKING_URI=store_uri(work),
+        MLFLOW_DISABLE_TELEMETRY="true",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def measure(
+    servers: Sequence[tuple[Server, dict[int, list[bytes]]]],
+    client: Client,
+    opts: Options,
+    report: Callable[[str], None] = progress,
+) -> dict[str, dict[str, Any]]:
+    """Start each server in turn (timing start -> ready, one at a time), then run every
+    scenario and the steady run on each server back to back, so both see the same machine
+    conditions (a busy neighbour slows both, not one); stop them. One half-table per server."""
+    out: dict[str, dict[str, Any]] = {}
+    samplers: dict[str, PeakSampler] = {}
+    try:
+        for server, _bodies in servers:
+            report(f"{server.name}: starting ({shlex.join(server.argv[:6])} ...)")
+            start_s = server.start()
+            report(f"{server.name}: {server.ready_path} answered 200 after {start_s:.2f} s")
+            out[server.name] = {"start_to_ready_s": round(start_s, 3), "scenarios": {}}
+            samplers[server.name] = PeakSampler(server).__enter__()
+        for server, bodies in servers:  # warm: imports, caches, first-call paths
+            url = server.base + server.predict_path
+            client.run(url, bodies[1], 16, opts.warm_s, 1)
+            for rows in sorted(bodies):
+                if rows > 1:
+                    client.run(url, bodies[rows], 1, min(opts.warm_s, 1.0), rows)
+        for sc in SCENARIOS:
+            for server, bodies in servers:
+                url = server.base + server.predict_path
+                load = client.run(url, bodies[sc.rows], sc.connections, opts.seconds, sc.rows)
+                out[server.name]["scenarios"][sc.key] = load.as_dict()
+                report(
+                    f"{server.name:<6}: {sc.title:<20} {load.rps:9.1f} req/s  "
+                    f"p50 {load.p50_ms:8.2f} ms  p99 {load.p99_ms:8.2f} ms  errors {load.errors}"
+                )
+        for server, bodies in servers:
+            report(f"{server.name}: steady run, 16 conns, {opts.soak_s:g} s (RSS sampled)")
+            url = server.base + server.predict_path
+            rss_before = server.rss_bytes()
+            soak = client.run(url, bodies[1], 16, opts.soak_s, 1)
+            rss_after = server.rss_bytes()
+            growth = (rss_after - rss_before) / rss_before * 100 if rss_before else float("nan")
+            peak = server.peak_rss_bytes() or samplers[server.name].peak
+            out[server.name]["soak"] = {
+                **soak.as_dict(),
+                "rss_start_mb": round(rss_before / 2**20, 1),
+                "rss_end_mb": round(rss_after / 2**20, 1),
+                "rss_growth_pct": round(growth, 2),
+            }
+            out[server.name]["peak_rss_mb"] = round(peak / 2**20, 1)
+            report(
+                f"{server.name}: steady {soak.rps:.1f} req/s, RSS {rss_before / 2**20:.0f} -> "
+                f"{rss_after / 2**20:.0f} MB ({growth:+.1f}%), peak {peak / 2**20:.0f} MB"
+            )
+    finally:
+        for sampler in samplers.values():
+            sampler.__exit__()
+        for server, _bodies in servers:
+            server.stop()
+    return out
+
+
+def ratio(ours: float, theirs: float) -> float | None:
+    if not theirs or math.isnan(theirs) or math.isnan(ours):
+        return None
+    return ours / theirs
+
+
+def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets, each with the measured value and whether it is met."""
+    ours, theirs = result["ours"], result.get("theirs") or {}
+    o, t = ours["scenarios"], theirs.get("scenarios", {})
+    raw = result["raw_pyfunc_ms"]
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, target: str, value: float | None, met: bool | None, unit: str = "") -> None:
+        shown = "n/a" if value is None else f"{value:.2f}{unit}"
+        out.append({"target": name, "wanted": target, "measured": shown, "met": met})
+
+    if t:
+        r = ratio(o["single_c16"]["req_per_s"], t["single_c16"]["req_per_s"])
+        add("1 row, 16 conns: throughput", ">= 10x theirs", r, r is not None and r >= 10, "x")
+        r = ratio(o["single_c16"]["p99_ms"], t["single_c16"]["p99_ms"])
+        add("1 row, 16 conns: p99", "<= 1/5 of theirs", r, r is not None and r <= 0.2, "x")
+        r = ratio(o["single_c1"]["p50_ms"], t["single_c1"]["p50_ms"])
+        add("1 row, 1 conn: p50", "<= 1/2 of theirs", r, r is not None and r <= 0.5, "x")
+        r = ratio(ours["start_to_ready_s"], theirs["start_to_ready_s"])
+        add("start -> ready", "<= theirs (start -> /ping)", r, r is not None and r <= 1.0, "x")
+    errors = o["single_c16"]["errors"]
+    add("1 row, 16 conns: errors", "0", float(errors), errors == 0)
+    r = ratio(o["batch1000_c1"]["p50_ms"], raw["1000"])
+    add("1,000-row batch: time", "<= 2x raw pyfunc.predict", r, r is not None and r <= 2.0, "x")
+    growth = ours["soak"]["rss_growth_pct"]
+    add("RSS growth, 16 conns", "<= 10%", growth, abs(growth) <= 10, "%")
+    return out
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def table(result: dict[str, Any]) -> str:
+    """The results as one plain-text table (what the run prints)."""
+    ours, theirs = result["ours"], result.get("theirs") or {}
+    lines = []
+    head = (
+        f"{'scenario':<20} {'':<6} {'req/s':>10} {'rows/s':>11} {'p50 ms':>9} {'p99 ms':>9} "
+        f"{'errors':>7}"
+    )
+    lines.append(head)
+    lines.append("-" * len(head))
+    for sc in SCENARIOS:
+        o = ours["scenarios"][sc.key]
+        t = theirs.get("scenarios", {}).get(sc.key)
+        for label, row in (("ours", o), ("theirs", t)):
+            if row is None:
+                continue
+            lines.append(
+                f"{sc.title if label == 'ours' else '':<20} {label:<6} "
+                f"{_fmt(row['req_per_s']):>10} "
+                f"{_fmt(row['rows_per_s'], 0):>11} {_fmt(row['p50_ms'], 2):>9} "
+                f"{_fmt(row['p99_ms'], 2):>9} {row['errors']:>7}"
+            )
+        if t is not None:
+            lines.append(
+                f"{'':<20} {'ratio':<6} {_fmt(ratio(o['req_per_s'], t['req_per_s']), 2) + 'x':>10} "
+                f"{_fmt(ratio(o['rows_per_s'], t['rows_per_s']), 2) + 'x':>11} "
+                f"{_fmt(ratio(o['p50_ms'], t['p50_ms']), 2) + 'x':>9} "
+                f"{_fmt(ratio(o['p99_ms'], t['p99_ms']), 2) + 'x':>9}"
+            )
+    lines.append("")
+    raw = result["raw_pyfunc_ms"]
+    lines.append(
+        "raw pyfunc.predict in-process (median): "
+        + ", ".join(f"{k} rows {v:.2f} ms" for k, v in raw.items())
+    )
+    extra = [
+        ("process start -> ready (s)", "start_to_ready_s", 2),
+        ("peak RSS, process tree (MB)", "peak_rss_mb", 0),
+    ]
+    for title, key, digits in extra:
+        o, t = ours[key], theirs.get(key)
+        line = f"{title:<32} ours {_fmt(o, digits):>8}"
+        if t is not None:
+            line += f"   theirs {_fmt(t, digits):>8}   ratio {_fmt(ratio(o, t), 2)}x"
+        lines.append(line)
+    for label, side in (("ours", ours), ("theirs", theirs)):
+        if not side:
+            continue
+        s = side["soak"]
+        lines.append(
+            f"steady 16 conns, {s['duration_s']:.0f} s ({label:<6}): {_fmt(s['req_per_s'])} req/s, "
+            f"p99 {_fmt(s['p99_ms'], 2)} ms, errors {s['errors']}, RSS {s['rss_start_mb']:.0f} -> "
+            f"{s['rss_end_mb']:.0f} MB ({s['rss_growth_pct']:+.1f}%)"
+        )
+    c = result["client"]
+    lines.append(
+        f"load generator: {c['name']} ({c.get('version', '')}); alone against a trivial server: "
+        + ", ".join(f"{k.split('_')[0]} {v:,.0f} req/s" for k, v in c["ceiling"].items())
+    )
+    lines.append("")
+    lines.append("targets:")
+    for tg in result["targets"]:
+        mark = {True: "MET", False: "NOT MET", None: "n/a"}[tg["met"]]
+        lines.append(f"  {tg['target']:<30} {tg['wanted']:<28} {tg['measured']:>9}  {mark}")
+    return "\n".join(lines)
+
+
+def run(opts: Options) -> dict[str, Any]:
+    t0 = time.monotonic()
+    version = ensure_champion(opts.work, opts.rows, opts.seed)
+    client = pick_client(opts)
+    progress(f"load generator: {client.name}")
+    bodies = build_bodies(opts.work, sorted({sc.rows for sc in SCENARIOS}))
+    progress("measuring the load generator alone against a trivial server")
+    ceiling = client_ceiling(client, bodies.ours[1][0], min(opts.seconds, 3.0))
+    progress(
+        "client ceiling: "
+        + ", ".join(f"{k.split('_')[0]} {v:,.0f} req/s" for k, v in ceiling.items())
+    )
+    progress("timing raw pyfunc.predict on the batch bodies, in this process")
+    raw = {
+        str(rows): round(raw_pyfunc_ms(opts.work, bodies.frames[rows], min(opts.seconds, 3.0)), 3)
+        for rows in (1, 100, 1000)
+    }
+    progress("raw pyfunc.predict: " + ", ".join(f"{k} rows {v:.2f} ms" for k, v in raw.items()))
+    env = server_env(opts.work)
+    result: dict[str, Any] = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "config": {
+            "quick": opts.quick,
+            "seconds_per_scenario": opts.seconds,
+            "soak_s": opts.soak_s,
+            "our_workers": opts.workers,
+            "their_workers": 1,
+            "training_rows": opts.rows,
+            "model": f"{MODEL_URI} (v{version})",
+            "scenarios": [asdict(sc) for sc in SCENARIOS],
+        },
+        "client": {
+            "name": client.name,
+            "version": client.version() if isinstance(client, WrkClient) else "",
+            "ceiling": ceiling,
+        },
+        "raw_pyfunc_ms": raw,
+    }
+    port = free_port()
+    servers = [
+        (
+            Server(
+                "ours", ours_command(port, opts.workers), env, "/ready", "/predict", port,
+                opts.work / "ours.log",
+            ),
+            bodies.ours,
+        )
+    ]  # fmt: skip
+    if not opts.skip_theirs:
+        port = free_port()
+        servers.append(
+            (
+                Server(
+                    "theirs", theirs_command(port), env, "/ping", "/invocations", port,
+                    opts.work / "theirs.log",
+                ),
+                bodies.theirs,
+            )
+        )  # fmt: skip
+    result.update(measure(servers, client, opts))
+    result["targets"] = targets(result)
+    result["total_s"] = round(time.monotonic() - t0, 1)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    try:
+        result = run(opts)
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    print(table(result))
+    opts.output.parent.mkdir(parents=True, exist_ok=True)
+    opts.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwritten {_rel(opts.output)} (run took {result['total_s']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
