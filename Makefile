@@ -13,7 +13,8 @@ PORT ?= 8000
 # One command line for `make serve`, `make demo` and the tests that start the service.
 SERVE_CMD = $(VENV)/bin/uvicorn --factory serve.app:main --host $(HOST) --port $(PORT)
 
-.PHONY: help setup pipeline promote rollback lineage status server serve demo test test-unit lint format clean
+.PHONY: help setup pipeline promote rollback lineage status server serve demo test test-unit lint format clean \
+  data train promote-ci actionlint docker-lint ci-lint
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,6 +62,10 @@ test: setup ## the whole test suite: unit, integration (real MLflow store and se
 test-unit: setup ## unit tests only (fast)
 	$(PY) -m pytest tests/unit $(ARGS)
 
+.PHONY: bench
+bench: setup ## ours vs `mlflow models serve`, side by side (~5 min; ARGS="--quick"); bench/results/
+	$(PY) -m bench.serve $(ARGS)
+
 lint: setup ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -73,3 +78,25 @@ format: setup ## apply ruff's fixes and formatting
 clean: ## remove the local MLflow store, DVC outputs and caches (keeps .venv)
 	rm -rf mlflow.db mlartifacts mlruns reports data/customers.parquet .dvc/cache .dvc/tmp \
 	  .pytest_cache .ruff_cache .mypy_cache
+
+# ---- CI/CD (Days 5 and 8): the targets .github/workflows/*.yml run, in this order -----------------
+
+data: setup ## CI: dvc pull the data, else `make train` regenerates it (dvc repro)
+	@$(PY) deploy/ci.py data
+
+train: setup ## dvc repro: retrain and register @challenger when data/params/code changed or the store is new
+	@$(PY) deploy/ci.py train
+
+promote-ci: setup ## promote for CI: gate refusal is green ("champion kept"); writes the GitHub job summary
+	@$(PY) deploy/ci.py promote
+
+actionlint: setup ## lint .github/workflows (actionlint)
+	$(VENV)/bin/actionlint -color=false
+
+docker-lint: setup ## hadolint the Dockerfile; docker compose config on compose.yaml (default and team)
+	$(VENV)/bin/hadolint --failure-threshold info Dockerfile
+	$(VENV)/bin/docker-compose -f compose.yaml config --quiet
+	$(VENV)/bin/docker-compose -f compose.yaml --env-file deploy/team.env config --quiet
+
+ci-lint: lint actionlint docker-lint ## every linter CI runs
+

@@ -282,7 +282,8 @@ class Image:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "VIRTUAL_ENV"))}
         for key, value in self.env.items():
             env[key] = self.to_host(value)
-        env["PATH"] = self.to_host(self.env.get("PATH", "$PATH")).replace("$PATH", os.environ["PATH"])
+        path = self.to_host(self.env.get("PATH", "$PATH"))
+        env["PATH"] = path.replace("$PATH", os.environ["PATH"])
         env.update(extra)
         return env
 

@@ -87,7 +87,10 @@ def postgres() -> Iterator[str]:
         )
 
     pg(str(bindir / "initdb"), "-D", str(data), "-U", "mlflow", "--auth=trust", "-E", "UTF8")
-    options = f"-p {port} -k {work} -c listen_addresses=127.0.0.1 -c fsync=off"
+    options = (
+        f"-p {port} -k {work} -c listen_addresses=127.0.0.1 -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off"
+    )
     started = pg(
         str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(work / "pg.log"),
         "-w", "-t", "60", "start", check=False,

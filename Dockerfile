@@ -1,0 +1,105 @@
+# syntax=docker/dockerfile:1
+# The churn prediction API (serve/), plus the images compose.yaml runs beside it.
+#
+#   docker build -t churn-api .                                    # target runtime: loads @champion
+#   docker build --target tracking -t churn-mlflow .                # mlflow server (+ psycopg2, boto3)
+#   docker build --target pipeline -t churn-pipeline .              # one-shot: dvc repro -> promote
+#   docker build --target baked --build-arg MODEL_VERSION=4 \
+#     --build-arg SOURCE_TRACKING_URI=http://mlflow.internal:5000 -t churn-api:v4 .   # air-gapped
+#
+# tests/integration/test_docker.py runs this file's COPY/RUN/CMD/HEALTHCHECK steps without an
+# engine (the same `uv sync` in a copy of the project, the same uvicorn command line), and
+# `make docker-lint` runs hadolint on it.
+
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+
+FROM ghcr.io/astral-sh/uv:0.13.9 AS uv
+
+# ---- builder: the locked dependencies, without dev tools ------------------------------------
+FROM ${PYTHON_IMAGE} AS builder
+COPY --from=uv /uv /usr/local/bin/uv
+ENV UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never
+WORKDIR /app
+# Dependencies first: this layer is rebuilt only when pyproject.toml or uv.lock change.
+COPY pyproject.toml uv.lock README.md ./
+RUN --mount=type=cache,target=/root/.cache/uv uv sync --frozen --no-dev --no-install-project
+COPY churn/ churn/
+COPY serve/ serve/
+RUN --mount=type=cache,target=/root/.cache/uv uv sync --frozen --no-dev
+
+# ---- runtime: the API, as a non-root user, no model inside (it loads @champion at start) ----
+FROM ${PYTHON_IMAGE} AS runtime
+RUN groupadd --system --gid 10001 churn \
+ && useradd --system --uid 10001 --gid churn --create-home --home-dir /home/churn churn
+WORKDIR /app
+COPY --from=builder /app/.venv /app/.venv
+COPY churn/ churn/
+COPY serve/ serve/
+# MLFLOW_TRACKING_URI: the registry (compose's `mlflow` service by default). CHURN_*: see
+# serve/README.md (CHURN_MODEL_URI, CHURN_RELOAD_INTERVAL, CHURN_ADMIN_TOKEN, ...).
+ENV PATH="/app/.venv/bin:$PATH" \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    MLFLOW_TRACKING_URI=http://mlflow:5000 \
+    CHURN_MODEL_URI=models:/churn@champion
+USER 10001:10001
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
+CMD ["uvicorn", "--factory", "serve.app:main", "--host", "0.0.0.0", "--port", "8000"]
+
+# ---- baked: one registered version inside the image, for hosts that cannot reach a registry --
+# The build downloads models:/churn/<MODEL_VERSION> from SOURCE_TRACKING_URI into a small
+# read-only SQLite registry in the image (same version number, metrics, params and tags), and
+# the service pins that version: no tracking server is needed at run time. A token for the
+# source server can be given as a build secret: --secret id=mlflow_token,env=MLFLOW_TRACKING_TOKEN
+FROM runtime AS baked
+ARG MODEL_VERSION
+ARG SOURCE_TRACKING_URI
+USER 0:0
+COPY deploy/bake.py deploy/bake.py
+RUN --mount=type=secret,id=mlflow_token,env=MLFLOW_TRACKING_TOKEN,required=false \
+    python deploy/bake.py --tracking-uri "${SOURCE_TRACKING_URI}" --version "${MODEL_VERSION}" \
+      --out /app/baked \
+ && chown -R churn:churn /app/baked
+ENV MLFLOW_TRACKING_URI=sqlite:////app/baked/mlflow.db \
+    CHURN_MODEL_URI=models:/churn/${MODEL_VERSION} \
+    CHURN_RELOAD_INTERVAL=0
+USER 10001:10001
+
+# ---- tracking: `mlflow server` with the team backends (PostgreSQL, S3) ------------------------
+FROM builder AS tracking-builder
+RUN --mount=type=cache,target=/root/.cache/uv uv sync --frozen --no-dev --group tracking
+
+FROM ${PYTHON_IMAGE} AS tracking
+RUN groupadd --system --gid 10001 mlflow \
+ && useradd --system --uid 10001 --gid mlflow --create-home --home-dir /home/mlflow mlflow \
+ && mkdir -p /mlflow && chown mlflow:mlflow /mlflow
+WORKDIR /app
+COPY --from=tracking-builder /app/.venv /app/.venv
+COPY churn/ churn/
+COPY serve/ serve/
+ENV PATH="/app/.venv/bin:$PATH" PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+USER 10001:10001
+EXPOSE 5000
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=5 \
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5000/health', timeout=4)"]
+CMD ["mlflow", "server", "--backend-store-uri", "sqlite:////mlflow/mlflow.db", \
+     "--artifacts-destination", "/mlflow/artifacts", "--host", "0.0.0.0", "--port", "5000"]
+
+# ---- pipeline: one-shot dvc repro -> train -> register -> promote into MLFLOW_TRACKING_URI ----
+FROM ${PYTHON_IMAGE} AS pipeline
+RUN groupadd --system --gid 10001 churn \
+ && useradd --system --uid 10001 --gid churn --create-home --home-dir /home/churn churn \
+ && mkdir /app && chown churn:churn /app
+WORKDIR /app
+COPY --from=builder /app/.venv /app/.venv
+COPY --chown=churn:churn . .
+ENV PATH="/app/.venv/bin:$PATH" PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
+    MLFLOW_TRACKING_URI=http://mlflow:5000
+USER 10001:10001
+# No .git in the image (.dockerignore): DVC runs without an SCM; the run records commit unknown.
+RUN dvc config --local core.no_scm true
+CMD ["python", "-m", "churn", "pipeline"]

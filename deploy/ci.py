@@ -1,0 +1,207 @@
+"""The steps of the retrain -> promote workflow (.github/workflows/pipeline.yml), as make targets.
+
+    python deploy/ci.py data       # make data:       dvc pull, else dvc repro regenerates it
+    python deploy/ci.py train      # make train:      dvc repro (+ retrain into a new store)
+    python deploy/ci.py promote    # make promote-ci: promote.py; the gate refusing is green
+
+Each step appends Markdown to $GITHUB_STEP_SUMMARY when it is set (the job summary on GitHub),
+so the same commands give the same report on a laptop, in the e2e tests and in Actions.
+
+exit codes: as promote.py (see its --help), except that `promote` exits 0 when the gate keeps
+the champion (promote.py's exit 1): a refusal is a normal outcome of a scheduled retrain, and any
+other failure (2 usage, 3 registry state, 4 store unreachable) fails the job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: make the repository's packages importable
+    sys.path.insert(0, str(ROOT))
+
+from churn import cli, settings, tracking  # noqa: E402
+from churn.__main__ import _run_step, status_line  # noqa: E402
+from churn.errors import RegistryStateError, UsageError  # noqa: E402
+
+PROG = "deploy/ci.py"
+
+
+def summary(markdown: str) -> None:
+    """Append to the GitHub job summary (a no-op outside Actions)."""
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(markdown.rstrip("\n") + "\n\n")
+
+
+def _env(uri: str) -> dict[str, str]:
+    bin_dir = str(Path(sys.executable).parent)
+    return dict(os.environ, MLFLOW_TRACKING_URI=uri, PATH=bin_dir + os.pathsep + os.environ["PATH"])
+
+
+def _dvc() -> list[str]:
+    local = Path(sys.executable).parent / "dvc"
+    return [str(local)] if local.exists() else ["dvc"]
+
+
+def data() -> int:
+    """Fetch the data DVC recorded in dvc.lock; without a copy in the remote, let DVC rebuild it."""
+    target = settings.DATA_FILE.relative_to(settings.ROOT).as_posix()
+    cmd = [*_dvc(), "pull", "--quiet", target]
+    print(f"data: $ dvc pull {target}", file=sys.stderr, flush=True)
+    rc = subprocess.run(cmd, cwd=settings.ROOT, env=dict(os.environ)).returncode
+    if rc == 0:
+        line = f"data: `{target}` pulled from the DVC remote"
+    else:
+        line = (
+            f"data: no copy of `{target}` in the DVC remote (dvc pull exit {rc}): "
+            "`make train` regenerates it from `params.yaml` (`dvc repro`)"
+        )
+    print(line, file=sys.stderr)
+    summary(f"### Data\n{line}")
+    return 0
+
+
+def train(uri: str) -> int:
+    """`dvc repro`, then the pipeline's rule: a store with no model on this data gets one."""
+    from churn.provenance import file_md5
+    from churn.registry import aliases
+
+    tracking.check_reachable(uri)
+    env = _env(uri)
+    _run_step([*_dvc(), "repro"], env)
+    client = tracking.connect(uri)
+    md5 = file_md5(settings.DATA_FILE)
+    with tracking.store_errors(uri):
+        trained = client.search_model_versions(
+            f"name='{settings.MODEL_NAME}' and tags.data_md5='{md5}'"
+        )
+    if not trained:
+        print(
+            f"train: no version of '{settings.MODEL_NAME}' in {_shown(uri)} was trained on this "
+            f"data (md5 {md5}): training it",
+            file=sys.stderr,
+            flush=True,
+        )
+        _run_step([*_dvc(), "repro", "--force", "--single-item", "train"], env)
+    with tracking.store_errors(uri):
+        try:
+            challenger = aliases(client).get(settings.CHALLENGER)
+        except RegistryStateError:
+            challenger = None
+    if challenger is None:
+        line = (
+            f"no @{settings.CHALLENGER}: data, params and code are unchanged and the store "
+            "already has a model trained on them"
+        )
+    else:
+        run_id = client.get_model_version(settings.MODEL_NAME, str(challenger)).run_id
+        line = f"@{settings.CHALLENGER} is {settings.MODEL_NAME} v{challenger} (run {run_id})"
+    print(f"train: {line}")
+    summary(f"### Train\n{line} (data md5 `{md5}`)")
+    return 0
+
+
+def _shown(uri: str) -> str:
+    from serve.registry import redact
+
+    return redact(uri)
+
+
+def _promote_args() -> list[str]:
+    """promote.py's flags from the workflow_dispatch inputs (passed as environment variables)."""
+    args: list[str] = []
+    epsilon = os.environ.get("GATE_EPSILON", "").strip()
+    if epsilon:
+        try:
+            value = float(epsilon)
+        except ValueError:
+            raise UsageError(f"GATE_EPSILON must be a number >= 0, got '{epsilon}'") from None
+        args += ["--epsilon", repr(value)]
+    dry_run = os.environ.get("DRY_RUN", "").strip().lower()
+    if dry_run in ("1", "true", "yes"):
+        args.append("--dry-run")
+    elif dry_run not in ("", "0", "false", "no"):
+        raise UsageError(f"DRY_RUN must be true or false, got '{dry_run}'")
+    return args
+
+
+def _table(lines: list[str]) -> str:
+    """promote.py's `champion   : v3  auc=0.8600` lines as a Markdown table."""
+    rows = ["| alias | version | metric |", "|---|---|---|"]
+    for line in lines:
+        role, _, rest = line.partition(":")
+        if role.strip() in (settings.CHAMPION, settings.CHALLENGER):
+            version, _, metric = rest.strip().partition("  ")
+            rows.append(f"| @{role.strip()} | {version} | {metric.strip() or '-'} |")
+    return "\n".join(rows)
+
+
+def promote(uri: str) -> int:
+    args = _promote_args()
+    cmd = [sys.executable, "promote.py", *args]
+    print(f"promote: $ promote.py {' '.join(args)}".rstrip(), file=sys.stderr, flush=True)
+    proc = subprocess.run(cmd, cwd=settings.ROOT, env=_env(uri), stdout=subprocess.PIPE, text=True)
+    sys.stdout.write(proc.stdout)
+    out = proc.stdout.splitlines()
+    rc = proc.returncode
+    last = out[-1] if out else ""
+    if rc == 0 and last.startswith("PROMOTED"):
+        verdict, ok = f"**{last}**", True
+    elif rc == 0 and last.startswith("DRY RUN"):
+        verdict, ok = f"**{last}** (dry run: nothing changed)", True
+    elif rc == 0:
+        verdict, ok = f"nothing to promote: {last}", True
+    elif rc == 1:
+        verdict, ok = f"**champion kept**: {last}", True
+    else:
+        verdict, ok = (
+            f"**FAILED**: promote.py exited {rc} (see the job log; promote.py --help lists the "
+            "exit codes)",
+            False,
+        )
+    report = [f"### Promotion\n{verdict}"]
+    if any(line.startswith(f"{settings.CHALLENGER} ") for line in out):
+        report.append(_table(out))
+    if ok:
+        client = tracking.connect(uri)
+        with tracking.store_errors(uri):
+            try:
+                report.append(f"### Serving\n`{status_line(client)}`")
+            except RegistryStateError:
+                report.append("### Serving\nno @champion yet")
+        lineage = subprocess.run(
+            [sys.executable, "-m", "churn", "lineage"],
+            cwd=settings.ROOT,
+            env=_env(uri),
+            capture_output=True,
+            text=True,
+        )
+        text = (lineage.stdout or lineage.stderr).rstrip()
+        report.append(f"### Lineage of @{settings.CHAMPION}\n```text\n{text}\n```")
+    summary("\n\n".join(report))
+    if rc == 1:
+        print(f"promote: the gate kept the current champion ({last})", file=sys.stderr)
+        return 0
+    return rc
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("step", choices=("data", "train", "promote"))
+    p.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking/registry URI")
+    args = p.parse_args(argv)
+    uri = settings.tracking_uri(args.tracking_uri)
+    steps = {"data": data, "train": lambda: train(uri), "promote": lambda: promote(uri)}
+    return cli.run(PROG, steps[args.step])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
