@@ -30,6 +30,10 @@ $(VENV)/.synced: pyproject.toml uv.lock
 pipeline: setup ## data -> train -> register -> promote (dvc repro + promote.py), then who is champion
 	@$(PY) -m churn pipeline
 
+.PHONY: retrain
+retrain: setup ## new month: SNAPSHOT=2026-08 -> params.yaml, dvc repro -> @challenger (then make promote)
+	@$(PY) -m churn retrain --snapshot "$(SNAPSHOT)"
+
 promote: setup ## promote @challenger if it beats the gate (ARGS="--dry-run")
 	@$(PY) promote.py $(ARGS)
 

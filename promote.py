@@ -1,17 +1,32 @@
-"""Promote churn@challenger to @champion if it beats the metric gate.
+"""Promote churn@challenger to @champion if it beats the gate.
 
-The challenger must beat the champion's held-out metric (as logged by each version's own run) by
-at least epsilon; for metrics where lower is better (log_loss) it must be lower by epsilon. On
-success @prev-champion is set to the old champion first, @champion moves, @challenger is removed,
-and the new champion is tagged promoted_over / validated_by. With no champion yet (cold start)
-the challenger is promoted. With no @challenger there is nothing to do (exit 0).
+With a fresh holdout (the default, --reevaluate) both versions are loaded and scored on the same
+held-out rows: by default the rows train.py held out of the data the challenger was trained on
+(data/customers.parquet, the newest snapshot), which neither model trained on. The challenger must
+beat the champion by at least epsilon AND the lower bound of a paired bootstrap 95% confidence
+interval of the difference must be > 0 (for log_loss, lower is better: the difference must be
+<= -epsilon with an upper bound < 0). The evaluation is logged to the experiment
+churn-evaluations, with the holdout; the promoted version is tagged validated_on_md5.
+When that data is not here (or the challenger records none), and with --no-reevaluate, the
+logged metrics are compared (fair only if both runs were evaluated on the same split).
+
+On success @prev-champion is set to the old champion first, @champion moves, @challenger is
+removed, and the new champion is tagged promoted_over / validated_by. With no champion yet (cold
+start) the challenger is promoted. With no @challenger there is nothing to do (exit 0).
 
     python promote.py                    # compare and promote if better
     python promote.py --dry-run          # compare, report, change nothing
     python promote.py --metric auc --epsilon 0.002
+    python promote.py --no-reevaluate    # gate on the logged metrics
+    python promote.py --holdout sample.parquet   # score both on this file instead
 """
 
 from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
 
 from churn import cli, ledger, registry, settings, tracking
 
@@ -21,33 +36,112 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metric", choices=settings.METRICS, help="gate metric (default: params.yaml)")
     p.add_argument("--epsilon", type=float, help="required margin (default: params.yaml)")
     p.add_argument("--dry-run", action="store_true", help="compare and report, change nothing")
+    p.add_argument(
+        "--reevaluate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="score both versions on one fresh holdout (default: when the challenger's data is "
+        "here); --no-reevaluate compares logged metrics",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=settings.DATA_FILE,
+        help="the challenger's training data; its held-out split is the holdout "
+        "(default: data/customers.parquet)",
+    )
+    p.add_argument("--holdout", type=Path, help="score both on this parquet/CSV file instead")
+    p.add_argument("--resamples", type=int, help="bootstrap resamples (default: params.yaml)")
     args = p.parse_args(argv)
     if args.epsilon is not None and not args.epsilon >= 0:
         p.error(f"argument --epsilon: must be >= 0, got {args.epsilon}")
+    if args.resamples is not None and args.resamples < 100:
+        p.error(f"argument --resamples: must be >= 100, got {args.resamples}")
+    if args.holdout is not None and args.reevaluate is False:
+        p.error("argument --holdout: not allowed with --no-reevaluate")
 
     def body() -> int:
-        gate_params = settings.load_params().gate
-        metric = args.metric or gate_params.metric
-        epsilon = gate_params.epsilon if args.epsilon is None else args.epsilon
+        from churn import evaluate
+
+        params = settings.load_params()
+        metric = args.metric or params.gate.metric
+        epsilon = params.gate.epsilon if args.epsilon is None else args.epsilon
+        resamples = args.resamples or params.gate.bootstrap_resamples
         uri = settings.tracking_uri(args.tracking_uri)
         client = tracking.connect(uri)
-        with tracking.store_errors(uri):
-            result = registry.promote(client, metric, epsilon, dry_run=args.dry_run)
-        d = result.decision
-        if d is None:
-            print(f"no @{settings.CHALLENGER} alias set: nothing to promote")
-            return 0
-        for line in registry.format_decision_header(d):
-            print(line)
-        if not d.promote:
-            print(registry.format_refusal(d))
-        elif result.dry_run:
-            print(f"DRY RUN: would move @{settings.CHAMPION} -> v{d.challenger.version}{_cold(d)}")
-        else:
-            print(f"PROMOTED: @{settings.CHAMPION} -> v{d.challenger.version}{_cold(d)}")
-        if not result.dry_run:
+        required = args.reevaluate is True or args.holdout is not None
+        done: list[evaluate.Evaluation] = []
+
+        def reevaluate(
+            champ: int, chal: int
+        ) -> tuple[registry.Candidate, registry.Candidate, registry.PairedDiff] | None:
+            try:
+                holdout = evaluate.build_holdout(
+                    client, champ, chal, Path(work), args.data, args.holdout
+                )
+            except evaluate.HoldoutUnavailable as exc:
+                if required:
+                    raise
+                if not exc.quiet:
+                    note = f"no fresh holdout ({exc}); gating on logged metrics"
+                    print(f"promote.py: {note}", file=sys.stderr)
+                return None
+            rows = f"{len(holdout.frame):,} rows: {holdout.source}"
+            print(f"promote.py: re-evaluating v{champ} and v{chal} on {rows}", file=sys.stderr)
+            ev = evaluate.reevaluate(
+                client, champ, chal, holdout, metric, params.threshold, resamples, params.seed
+            )
+            done.append(ev)
+            return ev.champion, ev.challenger, ev.paired
+
+        with tempfile.TemporaryDirectory(prefix="churn-holdout-") as work:
             with tracking.store_errors(uri):
-                ledger.record_promotion(client, uri, d, result.promoted)
+                result = registry.promote(
+                    client,
+                    metric,
+                    epsilon,
+                    dry_run=args.dry_run,
+                    reevaluate=None if args.reevaluate is False else reevaluate,
+                )
+            d = result.decision
+            if d is None:
+                print(f"no @{settings.CHALLENGER} alias set: nothing to promote")
+                return 0
+            for line in registry.format_decision_header(d):
+                print(line)
+            if d.paired is not None:
+                print(registry.format_paired(d))
+            if not d.promote:
+                print(registry.format_refusal(d))
+            elif result.dry_run:
+                print(
+                    f"DRY RUN: would move @{settings.CHAMPION} -> v{d.challenger.version}{_cold(d)}"
+                )
+            else:
+                print(f"PROMOTED: @{settings.CHAMPION} -> v{d.challenger.version}{_cold(d)}")
+            if not result.dry_run:
+                with tracking.store_errors(uri):
+                    ev = done[0] if done else None
+                    eval_run = None
+                    if ev is not None:
+                        eval_run = evaluate.log_evaluation(client, uri, ev, d, result.promoted)
+                        if result.promoted:
+                            version = str(d.challenger.version)
+                            for key, value in (
+                                ("validated_on_md5", ev.holdout.md5),
+                                ("evaluation_run", eval_run),
+                            ):
+                                client.set_model_version_tag(
+                                    settings.MODEL_NAME, version, key, value
+                                )
+                    ledger.record_promotion(
+                        client,
+                        uri,
+                        d,
+                        result.promoted,
+                        holdout_md5=ev.holdout.md5 if ev else None,
+                        evaluation_run_id=eval_run,
+                    )
         return 0 if d.promote else 1
 
     return cli.run("promote.py", body)

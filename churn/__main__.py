@@ -4,18 +4,18 @@ python -m churn prepare              # params.yaml source -> data/customers.parq
 python -m churn lineage [--alias A]  # alias -> version -> run -> commit -> data bytes
 python -m churn status               # one line: who is champion
 python -m churn pipeline             # dvc repro, then promote.py, then status (make pipeline)
+python -m churn retrain --snapshot M # data.snapshot := M, dvc repro -> @challenger (make retrain)
+python -m churn drift --reference 2026-07 --current 2026-10   # PSI per feature and prediction
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from churn import cli, settings, tracking
+from churn import cli, pipeline, settings, tracking
 from churn.errors import ChurnError, RegistryStateError
 from churn.schema import LABEL_COLUMN
 
@@ -26,6 +26,34 @@ exit codes (pipeline):
   2  usage error
   3  registry state forbids promotion (see promote.py --help)
   4  tracking server or store unreachable or failing"""
+
+RETRAIN_EXIT_HELP = """\
+Sets data.snapshot in params.yaml (comments kept), then runs `dvc repro`: the prepare stage
+generates that month, the train stage trains and registers it as @challenger (and a store with no
+model on this data gets one, as in `make pipeline`). params.yaml and dvc.lock now record the
+month the challenger was trained on: promote it with `python promote.py` (which re-scores champion
+and challenger on this month's held-out rows), then commit params.yaml and dvc.lock.
+
+exit codes (retrain):
+  0  done: @challenger is trained on the month (or it already was: nothing changed)
+  1  a DVC stage failed (its output is above)
+  2  usage error (bad month; data.source is a file, not the generator)
+  4  tracking server or store unreachable or failing"""
+
+DRIFT_EXIT = 5
+DRIFT_EXIT_HELP = f"""\
+Each side is a generator month (YYYY-MM, with params.yaml's data.rows and seed) or a .parquet /
+.csv file in the Telco layout. Prints a table (worst first), writes drift.json and drift.html
+(plots embedded) to --out-dir and logs both, with a psi.<feature> metric each, as a run of the
+experiment churn-drift. Prediction drift uses models:/churn@champion when there is one.
+
+exit codes (drift):
+  0  no feature and no prediction PSI reached the alert threshold (warnings are reported)
+  2  usage error (bad flag, month or file; bad params.yaml)
+  4  tracking server or store unreachable or failing
+  {DRIFT_EXIT}  drift: some PSI >= drift.psi_alert (or >= psi_warn with --fail-on warn).
+     Not 1: 1 means "the gate kept the champion" to CI. A workflow retrains on 5:
+     python -m churn drift ... ; [ $? -eq {DRIFT_EXIT} ] && make retrain SNAPSHOT=..."""
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -85,44 +113,12 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_step(cmd: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,)) -> int:
-    shown = " ".join(Path(cmd[0]).name if i == 0 else c for i, c in enumerate(cmd))
-    print(f"pipeline: $ {shown}", file=sys.stderr, flush=True)
-    rc = subprocess.run(cmd, cwd=settings.ROOT, env=env).returncode
-    if rc not in ok:
-        raise ChurnError(f"`{shown}` failed (exit {rc}): see its output above")
-    return rc
-
-
 def _pipeline(args: argparse.Namespace) -> int:
-    from churn.provenance import file_md5
-
     uri = settings.tracking_uri(args.tracking_uri)
-    tracking.check_reachable(uri)
-    bin_dir = str(Path(sys.executable).parent)
-    env = dict(os.environ, MLFLOW_TRACKING_URI=uri, PATH=bin_dir + os.pathsep + os.environ["PATH"])
-    dvc = [str(Path(bin_dir) / "dvc")] if (Path(bin_dir) / "dvc").exists() else ["dvc"]
-    _run_step([*dvc, "repro"], env)
-
-    # DVC knows the data and code are unchanged, but the registry lives outside DVC: a new or
-    # different tracking store has no model for this data yet, so train once more into it.
-    client = tracking.connect(uri)
-    md5 = file_md5(settings.DATA_FILE)
-    with tracking.store_errors(uri):
-        trained = client.search_model_versions(
-            f"name='{settings.MODEL_NAME}' and tags.data_md5='{md5}'"
-        )
-    if not trained:
-        print(
-            f"pipeline: no version of '{settings.MODEL_NAME}' in {uri} was trained on this data "
-            f"(md5 {md5}): training it",
-            file=sys.stderr,
-            flush=True,
-        )
-        _run_step([*dvc, "repro", "--force", "--single-item", "train"], env)
+    client, env = pipeline.repro(uri)
 
     # The gate refusing (exit 1) is a normal outcome of a pipeline run, not a failure.
-    rc = _run_step([sys.executable, "promote.py"], env, ok=(0, 1, 3, 4))
+    rc = pipeline.step([sys.executable, "promote.py"], env, ok=(0, 1, 3, 4))
     if rc == 1:
         print("pipeline: the gate kept the current champion", file=sys.stderr)
     elif rc != 0:
@@ -130,6 +126,87 @@ def _pipeline(args: argparse.Namespace) -> int:
     with tracking.store_errors(uri):
         print(status_line(client))
     return 0
+
+
+def _retrain(args: argparse.Namespace) -> int:
+    from churn import data
+    from churn.errors import UsageError
+    from churn.registry import aliases
+
+    try:
+        data.generate(rows=1, snapshot=args.snapshot)  # validates the month
+    except ValueError as exc:
+        raise UsageError(f"--snapshot: {exc}") from exc
+    params = settings.load_params(args.params)
+    if params.data.source != "generator":
+        raise UsageError(
+            f"data.source is {params.data.source!r}, not the generator: to retrain on a new "
+            "month, point data.source at that month's CSV and run make pipeline"
+        )
+    uri = settings.tracking_uri(args.tracking_uri)
+    tracking.check_reachable(uri)
+    old = settings.set_data_snapshot(args.snapshot, args.params)
+    same = " (unchanged)" if old == args.snapshot else ""
+    print(f"retrain: params.yaml data.snapshot {old} -> {args.snapshot}{same}", file=sys.stderr)
+    client, _ = pipeline.repro(uri)
+    with tracking.store_errors(uri):
+        chal = aliases(client).get(settings.CHALLENGER)
+    if chal is None:
+        print(
+            f"retrain: no @{settings.CHALLENGER}: a model on snapshot {args.snapshot} with "
+            "these params is already registered (and was gated)"
+        )
+        return 0
+    print(
+        f"retrain: @{settings.CHALLENGER} is {settings.MODEL_NAME} v{chal} (snapshot "
+        f"{args.snapshot}); next: python promote.py, then commit params.yaml and dvc.lock"
+    )
+    return 0
+
+
+def _drift(args: argparse.Namespace) -> int:
+    from churn import drift
+    from churn.registry import aliases
+
+    params = settings.load_params(args.params)
+    rows = args.rows or params.data.rows
+    seed = params.seed if args.seed is None else args.seed
+    reference = drift.load_sample(args.reference, rows, seed)
+    current = drift.load_sample(args.current, rows, seed)
+    uri = settings.tracking_uri(args.tracking_uri)
+    client = tracking.connect(uri)
+    predict, champion = None, None
+    with tracking.store_errors(uri):
+        try:
+            champion = aliases(client).get(settings.CHAMPION)
+        except RegistryStateError:
+            champion = None
+        if champion is not None:
+            import mlflow.pyfunc
+
+            model = mlflow.pyfunc.load_model(f"models:/{settings.MODEL_NAME}/{champion}")
+            predict = model.predict
+    report = drift.build_report(
+        reference,
+        current,
+        params.drift,
+        drift.describe(args.reference, rows, seed),
+        drift.describe(args.current, rows, seed),
+        predict,
+        champion,
+    )
+    json_path, html_path = drift.write_outputs(report, args.out_dir)
+    with tracking.store_errors(uri):
+        run_id = drift.log_report(client, uri, report, [json_path, html_path])
+    for line in drift.format_table(report):
+        print(line)
+    print(
+        f"drift: wrote {json_path} and {html_path}; MLflow run {run_id} "
+        f"(experiment {drift.DRIFT_EXPERIMENT})",
+        file=sys.stderr,
+    )
+    failing = ("warn", "alert") if args.fail_on == "warn" else ("alert",)
+    return DRIFT_EXIT if report.level in failing else 0
 
 
 def _positive(text: str) -> int:
@@ -215,6 +292,36 @@ def main(argv: list[str] | None = None) -> int:
     command(
         "pipeline", "dvc repro, then promote.py, then status", epilog=PIPELINE_EXIT_HELP
     ).set_defaults(func=_pipeline)
+
+    sp = command(
+        "retrain",
+        "set data.snapshot to a new month, dvc repro -> a new @challenger",
+        epilog=RETRAIN_EXIT_HELP,
+    )
+    sp.add_argument("--snapshot", required=True, metavar="YYYY-MM", help="the month to train on")
+    sp.add_argument("--params", type=Path, default=settings.PARAMS_FILE, help=argparse.SUPPRESS)
+    sp.set_defaults(func=_retrain)
+
+    sp = command(
+        "drift",
+        "PSI drift per feature and of the champion's predictions, reference -> current",
+        epilog=DRIFT_EXIT_HELP,
+    )
+    sp.add_argument("--reference", required=True, metavar="MONTH|FILE", help="e.g. 2026-07")
+    sp.add_argument("--current", required=True, metavar="MONTH|FILE", help="e.g. 2026-10")
+    sp.add_argument("--rows", type=_positive, help="rows per generated month (default: data.rows)")
+    sp.add_argument("--seed", type=int, help="generator seed (default: seed in params.yaml)")
+    sp.add_argument(
+        "--out-dir",
+        type=Path,
+        default=settings.REPORTS_DIR / "drift",
+        help="where drift.json and drift.html go (default: reports/drift)",
+    )
+    sp.add_argument(
+        "--fail-on", choices=("alert", "warn"), default="alert", help="level that exits 5"
+    )
+    sp.add_argument("--params", type=Path, default=settings.PARAMS_FILE, help=argparse.SUPPRESS)
+    sp.set_defaults(func=_drift)
 
     sp = command("history", "alias moves recorded by promote/rollback, newest first")
     sp.add_argument("--at", type=_parse_time, metavar="TIME", help="who was @champion at TIME")

@@ -45,6 +45,15 @@ class Record:
     git_commit: str | None = None
     ci_run_id: str | None = None
     run_id: str | None = None  # the ledger run, once written
+    # How the scores were obtained: "holdout" (both re-scored on one fresh holdout, with the
+    # paired bootstrap interval of challenger - champion) or "logged" (each run's own metric).
+    gate: str | None = None
+    diff: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    holdout_rows: int | None = None
+    holdout_md5: str | None = None
+    evaluation_run_id: str | None = None  # the run in churn-evaluations
 
     @property
     def time(self) -> datetime:
@@ -118,6 +127,13 @@ def _from_run(params: dict[str, str], run_id: str) -> Record:
         git_commit=params.get("git_commit"),
         ci_run_id=params.get("ci_run_id"),
         run_id=run_id,
+        gate=params.get("gate"),
+        diff=opt_float("diff"),
+        ci_low=opt_float("ci_low"),
+        ci_high=opt_float("ci_high"),
+        holdout_rows=opt_int("holdout_rows"),
+        holdout_md5=params.get("holdout_md5"),
+        evaluation_run_id=params.get("evaluation_run_id"),
     )
 
 
@@ -192,8 +208,17 @@ def _append_or_report(client: MlflowClient, uri: str, record: Record, done: str)
         ) from exc
 
 
-def record_promotion(client: MlflowClient, uri: str, d: GateDecision, promoted: bool) -> Record:
+def record_promotion(
+    client: MlflowClient,
+    uri: str,
+    d: GateDecision,
+    promoted: bool,
+    holdout_md5: str | None = None,
+    evaluation_run_id: str | None = None,
+) -> Record:
+    """The decision; with a paired re-evaluation, its scores, interval and holdout too."""
     champ = d.champion
+    paired = d.paired
     record = new_record(
         action="promote" if champ is not None else "cold-start",
         decision="promoted" if promoted else "kept",
@@ -205,6 +230,13 @@ def record_promotion(client: MlflowClient, uri: str, d: GateDecision, promoted: 
         challenger_score=d.challenger.score,
         epsilon=d.epsilon,
         challenger_version=d.challenger.version,
+        gate=("holdout" if paired else "logged") if champ is not None else None,
+        diff=paired.diff if paired else None,
+        ci_low=paired.low if paired else None,
+        ci_high=paired.high if paired else None,
+        holdout_rows=paired.rows if paired else None,
+        holdout_md5=holdout_md5,
+        evaluation_run_id=evaluation_run_id,
     )
     done = f"@champion moved to v{d.challenger.version}" if promoted else "the gate kept @champion"
     return _append_or_report(client, uri, record, done)

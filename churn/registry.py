@@ -13,6 +13,7 @@ Functions return results; scripts print them.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -34,6 +35,18 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class PairedDiff:
+    """challenger - champion on one holdout, with a paired bootstrap confidence interval."""
+
+    diff: float
+    low: float
+    high: float
+    resamples: int
+    rows: int
+    confidence: float = 0.95
+
+
+@dataclass(frozen=True)
 class GateDecision:
     promote: bool
     metric: str
@@ -42,31 +55,48 @@ class GateDecision:
     challenger: Candidate
     # The score the challenger had to reach (None on cold start).
     required: float | None
+    # Set when both were re-evaluated on one holdout: the interval must exclude 0 too.
+    paired: PairedDiff | None = None
 
     @property
     def lower_is_better(self) -> bool:
         return self.metric in LOWER_IS_BETTER
 
+    @property
+    def margin_met(self) -> bool:
+        if self.required is None:
+            return True
+        return _meets(self.challenger.score, self.required, self.lower_is_better)
+
+
+def _meets(score: float, required: float, lower_is_better: bool) -> bool:
+    ok = score <= required if lower_is_better else score >= required
+    # Round-off in `champion + epsilon` must not flip a tie the printed numbers show as passing.
+    return ok or math.isclose(score, required, rel_tol=0.0, abs_tol=1e-12)
+
 
 def gate(
-    champion: Candidate | None, challenger: Candidate, metric: str, epsilon: float
+    champion: Candidate | None,
+    challenger: Candidate,
+    metric: str,
+    epsilon: float,
+    paired: PairedDiff | None = None,
 ) -> GateDecision:
     """Promote iff the challenger beats the champion by at least `epsilon` on `metric`.
 
     For metrics where lower is better (log_loss) the challenger must be at most champion - epsilon.
+    With `paired` (both scored on one holdout) the bootstrap interval of the difference must also
+    exclude 0 on the better side: lower bound > 0, or upper bound < 0 when lower is better.
     With no champion (cold start) the challenger is promoted.
     """
     if champion is None:
-        return GateDecision(True, metric, epsilon, None, challenger, None)
-    if metric in LOWER_IS_BETTER:
-        required = champion.score - epsilon
-        ok = challenger.score <= required
-    else:
-        required = champion.score + epsilon
-        ok = challenger.score >= required
-    # Round-off in `champion + epsilon` must not flip a tie the printed numbers show as passing.
-    ok = ok or math.isclose(challenger.score, required, rel_tol=0.0, abs_tol=1e-12)
-    return GateDecision(ok, metric, epsilon, champion, challenger, required)
+        return GateDecision(True, metric, epsilon, None, challenger, None, paired)
+    lower = metric in LOWER_IS_BETTER
+    required = champion.score - epsilon if lower else champion.score + epsilon
+    ok = _meets(challenger.score, required, lower)
+    if paired is not None:
+        ok = ok and (paired.high < 0.0 if lower else paired.low > 0.0)
+    return GateDecision(ok, metric, epsilon, champion, challenger, required, paired)
 
 
 def format_decision_header(d: GateDecision) -> list[str]:
@@ -79,8 +109,27 @@ def format_decision_header(d: GateDecision) -> list[str]:
     return [champ, f"challenger : v{d.challenger.version}  {m}={d.challenger.score:.4f}"]
 
 
+def format_paired(d: GateDecision) -> str:
+    """`paired diff auc=+0.0123  95% CI [+0.0071, +0.0176] (1000 bootstrap resamples, ...)`."""
+    p = d.paired
+    if p is None:
+        raise ValueError("no paired evaluation in this decision")
+    interval = f"{p.confidence:.0%} CI [{p.low:+.4f}, {p.high:+.4f}]"
+    return (
+        f"paired diff {d.metric}={p.diff:+.4f}  {interval} "
+        f"({p.resamples} bootstrap resamples, {p.rows:,} holdout rows)"
+    )
+
+
 def format_refusal(d: GateDecision) -> str:
     op = "<=" if d.lower_is_better else ">="
+    if d.margin_met and d.paired is not None:
+        bound, side = ("upper", "< 0") if d.lower_is_better else ("lower", "> 0")
+        value = d.paired.high if d.lower_is_better else d.paired.low
+        return (
+            f"GATE FAILED: {d.paired.confidence:.0%} CI {bound} bound {value:+.4f} is not {side} "
+            "(the difference may be noise). No change."
+        )
     return f"GATE FAILED: needs {op} {d.required:.4f}. No change."
 
 
@@ -142,8 +191,17 @@ class PromoteResult:
     dry_run: bool
 
 
+# (champion version, challenger version) -> both scored on one holdout with the paired interval,
+# or None to gate on the logged metrics instead.
+Reevaluator = Callable[[int, int], tuple[Candidate, Candidate, PairedDiff] | None]
+
+
 def promote(
-    client: MlflowClient, metric: str, epsilon: float, dry_run: bool = False
+    client: MlflowClient,
+    metric: str,
+    epsilon: float,
+    dry_run: bool = False,
+    reevaluate: Reevaluator | None = None,
 ) -> PromoteResult:
     before = aliases(client)
     chal_v = before.get(CHALLENGER)
@@ -155,9 +213,15 @@ def promote(
             f"@{CHAMPION} and @{CHALLENGER} both point at v{chal_v}: "
             f"delete @{CHALLENGER} or point it at a new version"
         )
-    challenger = version_score(client, chal_v, metric, CHALLENGER)
-    champion = version_score(client, champ_v, metric, CHAMPION) if champ_v is not None else None
-    decision = gate(champion, challenger, metric, epsilon)
+    fresh = reevaluate(champ_v, chal_v) if reevaluate is not None and champ_v is not None else None
+    champion: Candidate | None
+    if fresh is not None:
+        champion, challenger, paired = fresh
+        decision = gate(champion, challenger, metric, epsilon, paired)
+    else:
+        challenger = version_score(client, chal_v, metric, CHALLENGER)
+        champion = version_score(client, champ_v, metric, CHAMPION) if champ_v is not None else None
+        decision = gate(champion, challenger, metric, epsilon)
     if not decision.promote or dry_run:
         return PromoteResult(decision, False, dry_run)
 

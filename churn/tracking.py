@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -33,6 +34,17 @@ HEALTH_TIMEOUT_S = 3.0
 _STATE_ERROR_CODES = frozenset(
     {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "NOT_FOUND"}
 )
+
+
+def redact(uri: str) -> str:
+    """A tracking URI fit for logs and responses (no user:password@)."""
+    return re.sub(r"//[^/@]*@", "//***@", uri)
+
+
+def bound_http_retries() -> None:
+    """MLflow's defaults retry for minutes; keep a user's own settings, else fail in seconds."""
+    for key, value in _HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
 
 
 def is_remote(uri: str) -> bool:
@@ -68,8 +80,7 @@ def check_reachable(uri: str, timeout: float = HEALTH_TIMEOUT_S) -> None:
 
 def connect(explicit_uri: str | None = None) -> MlflowClient:
     """A client for the tracking store and registry, after a fast reachability check."""
-    for key, value in _HTTP_DEFAULTS.items():
-        os.environ.setdefault(key, value)
+    bound_http_retries()
     uri = settings.tracking_uri(explicit_uri)
     check_reachable(uri)
     import mlflow

@@ -24,8 +24,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make the repository's packages importable
     sys.path.insert(0, str(ROOT))
 
-from churn import cli, settings, tracking  # noqa: E402
-from churn.__main__ import _run_step, status_line  # noqa: E402
+from churn import (  # noqa: E402
+    cli,
+    pipeline,
+    settings,
+    tracking,
+)
+from churn.__main__ import status_line  # noqa: E402
 from churn.errors import RegistryStateError, UsageError  # noqa: E402
 
 PROG = "deploy/ci.py"
@@ -39,20 +44,10 @@ def summary(markdown: str) -> None:
             fh.write(markdown.rstrip("\n") + "\n\n")
 
 
-def _env(uri: str) -> dict[str, str]:
-    bin_dir = str(Path(sys.executable).parent)
-    return dict(os.environ, MLFLOW_TRACKING_URI=uri, PATH=bin_dir + os.pathsep + os.environ["PATH"])
-
-
-def _dvc() -> list[str]:
-    local = Path(sys.executable).parent / "dvc"
-    return [str(local)] if local.exists() else ["dvc"]
-
-
 def data() -> int:
     """Fetch the data DVC recorded in dvc.lock; without a copy in the remote, let DVC rebuild it."""
     target = settings.DATA_FILE.relative_to(settings.ROOT).as_posix()
-    cmd = [*_dvc(), "pull", "--quiet", target]
+    cmd = [*pipeline.dvc(), "pull", "--quiet", target]
     print(f"data: $ dvc pull {target}", file=sys.stderr, flush=True)
     rc = subprocess.run(cmd, cwd=settings.ROOT, env=dict(os.environ)).returncode
     if rc == 0:
@@ -72,23 +67,8 @@ def train(uri: str) -> int:
     from churn.provenance import file_md5
     from churn.registry import aliases
 
-    tracking.check_reachable(uri)
-    env = _env(uri)
-    _run_step([*_dvc(), "repro"], env)
-    client = tracking.connect(uri)
+    client, _ = pipeline.repro(uri, label="train")
     md5 = file_md5(settings.DATA_FILE)
-    with tracking.store_errors(uri):
-        trained = client.search_model_versions(
-            f"name='{settings.MODEL_NAME}' and tags.data_md5='{md5}'"
-        )
-    if not trained:
-        print(
-            f"train: no version of '{settings.MODEL_NAME}' in {_shown(uri)} was trained on this "
-            f"data (md5 {md5}): training it",
-            file=sys.stderr,
-            flush=True,
-        )
-        _run_step([*_dvc(), "repro", "--force", "--single-item", "train"], env)
     with tracking.store_errors(uri):
         try:
             challenger = aliases(client).get(settings.CHALLENGER)
@@ -105,12 +85,6 @@ def train(uri: str) -> int:
     print(f"train: {line}")
     summary(f"### Train\n{line} (data md5 `{md5}`)")
     return 0
-
-
-def _shown(uri: str) -> str:
-    from serve.registry import redact
-
-    return redact(uri)
 
 
 def _promote_args() -> list[str]:
@@ -146,7 +120,9 @@ def promote(uri: str) -> int:
     args = _promote_args()
     cmd = [sys.executable, "promote.py", *args]
     print(f"promote: $ promote.py {' '.join(args)}".rstrip(), file=sys.stderr, flush=True)
-    proc = subprocess.run(cmd, cwd=settings.ROOT, env=_env(uri), stdout=subprocess.PIPE, text=True)
+    proc = subprocess.run(
+        cmd, cwd=settings.ROOT, env=pipeline.environment(uri), stdout=subprocess.PIPE, text=True
+    )
     sys.stdout.write(proc.stdout)
     out = proc.stdout.splitlines()
     rc = proc.returncode
@@ -178,7 +154,7 @@ def promote(uri: str) -> int:
         lineage = subprocess.run(
             [sys.executable, "-m", "churn", "lineage"],
             cwd=settings.ROOT,
-            env=_env(uri),
+            env=pipeline.environment(uri),
             capture_output=True,
             text=True,
         )

@@ -6,12 +6,11 @@ Both run in a worker thread (see `reloader.py`), never on the event loop and nev
 from __future__ import annotations
 
 import logging
-import os
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
+from churn.tracking import bound_http_retries, redact
 from serve.holder import LoadedModel
 from serve.settings import ServeSettings
 
@@ -19,14 +18,6 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
-
-# Bounded, like churn.tracking.connect: a poll against a dead server fails in seconds, not minutes.
-_HTTP_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
-}
 
 
 class NoModelError(Exception):
@@ -48,11 +39,6 @@ class Registry(Protocol):
     def load(self, version: int) -> LoadedModel: ...
 
 
-def redact(uri: str) -> str:
-    """A tracking URI fit for logs and responses (no user:password@)."""
-    return re.sub(r"//[^/@]*@", "//***@", uri)
-
-
 class MlflowRegistry:
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
@@ -60,8 +46,8 @@ class MlflowRegistry:
 
     def client(self) -> MlflowClient:
         if self._client is None:
-            for key, value in _HTTP_DEFAULTS.items():
-                os.environ.setdefault(key, value)
+            # Bounded, as for the scripts: a poll against a dead server fails in seconds.
+            bound_http_retries()
             import mlflow
             from mlflow import MlflowClient
 

@@ -29,19 +29,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Store, free_port, small_params, wait_for_http
+from serve.schema import EXAMPLE_REQUEST
+from tests.conftest import ROOT, Store, free_port, small_params, stop_process, wait_for_http
 
 pytestmark = pytest.mark.integration
 
 DOCKERFILE = ROOT / "Dockerfile"
-SAMPLE = {
-    "customerID": "7590-VHVEG", "gender": "Female", "SeniorCitizen": 0, "Partner": "Yes",
-    "Dependents": "No", "tenure": 1, "PhoneService": "No", "MultipleLines": "No phone service",
-    "InternetService": "DSL", "OnlineSecurity": "No", "OnlineBackup": "Yes",
-    "DeviceProtection": "No", "TechSupport": "No", "StreamingTV": "No", "StreamingMovies": "No",
-    "Contract": "Month-to-month", "PaperlessBilling": "Yes", "PaymentMethod": "Electronic check",
-    "MonthlyCharges": 29.85, "TotalCharges": 29.85,
-}  # fmt: skip
+SAMPLE = EXAMPLE_REQUEST["instances"][0]  # 7590-VHVEG
 # OS administration: checked statically (non-root USER), not replayed on the test machine.
 NOT_REPLAYED = ("groupadd ", "useradd ", "mkdir ", "chown ")
 
@@ -363,12 +357,7 @@ def start(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
 
     yield _start
     for proc in procs:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc)
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_port, wait_for_http
+from serve.schema import EXAMPLE_REQUEST
+from tests.conftest import ROOT, free_port, stop_process, wait_for_http
 
 pytestmark = pytest.mark.integration
 
@@ -34,14 +35,7 @@ AWS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-SAMPLE = {
-    "customerID": "5575-GNVDE", "gender": "Male", "SeniorCitizen": 0, "Partner": "No",
-    "Dependents": "No", "tenure": 34, "PhoneService": "Yes", "MultipleLines": "No",
-    "InternetService": "DSL", "OnlineSecurity": "Yes", "OnlineBackup": "No",
-    "DeviceProtection": "Yes", "TechSupport": "No", "StreamingTV": "No", "StreamingMovies": "No",
-    "Contract": "One year", "PaperlessBilling": "No", "PaymentMethod": "Mailed check",
-    "MonthlyCharges": 56.95, "TotalCharges": 1889.5,
-}  # fmt: skip
+SAMPLE = EXAMPLE_REQUEST["instances"][1]  # 5575-GNVDE
 
 
 def pg_bin() -> Path | None:
@@ -50,15 +44,6 @@ def pg_bin() -> Path | None:
         return Path(found).resolve().parent
     versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: p.split("/")[4])
     return Path(versions[-1]).parent if versions else None
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +120,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         boto3.client("s3", endpoint_url=url, **_creds()).create_bucket(Bucket=BUCKET)
         yield url
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def _creds() -> dict[str, str]:
@@ -185,7 +170,7 @@ def team_server(postgres: str, s3: str, tmp_path_factory: pytest.TempPathFactory
         print(log.read_text()[-5000:])
         raise
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def script(uri: str, *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -266,7 +251,7 @@ def test_train_promote_serve_rollback_on_postgres_and_s3(
         print(log.read_text()[-5000:])
         raise
     finally:
-        _stop(api)
+        stop_process(api)
 
     # The metadata is in PostgreSQL and the model files are in the S3 bucket.
     import boto3

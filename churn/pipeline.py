@@ -1,0 +1,68 @@
+"""Running the DVC pipeline against a tracking store: the steps `make pipeline`, `make retrain`
+and the CI workflow (deploy/ci.py) share.
+
+DVC decides what to rebuild from files; the registry lives outside DVC. So after `dvc repro`, a
+store that has no version trained on the current data (a new or different tracking server) gets
+one trained into it, even though DVC reports the stages as up to date.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from churn import settings, tracking
+from churn.errors import ChurnError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+
+def step(
+    cmd: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,), label: str = "pipeline"
+) -> int:
+    """Run one command of the pipeline, echoing it; an exit code outside `ok` is an error."""
+    shown = " ".join(Path(cmd[0]).name if i == 0 else c for i, c in enumerate(cmd))
+    print(f"{label}: $ {shown}", file=sys.stderr, flush=True)
+    rc = subprocess.run(cmd, cwd=settings.ROOT, env=env).returncode
+    if rc not in ok:
+        raise ChurnError(f"`{shown}` failed (exit {rc}): see its output above")
+    return rc
+
+
+def environment(uri: str) -> dict[str, str]:
+    """The environment of the steps: this venv first on PATH (DVC stages run `python`)."""
+    bin_dir = str(Path(sys.executable).parent)
+    return dict(os.environ, MLFLOW_TRACKING_URI=uri, PATH=bin_dir + os.pathsep + os.environ["PATH"])
+
+
+def dvc() -> list[str]:
+    local = Path(sys.executable).parent / "dvc"
+    return [str(local)] if local.exists() else ["dvc"]
+
+
+def repro(uri: str, label: str = "pipeline") -> tuple[MlflowClient, dict[str, str]]:
+    """`dvc repro`, and a training run into a store that has no model on this data yet."""
+    from churn.provenance import file_md5
+
+    tracking.check_reachable(uri)
+    env = environment(uri)
+    step([*dvc(), "repro"], env, label=label)
+    client = tracking.connect(uri)
+    md5 = file_md5(settings.DATA_FILE)
+    with tracking.store_errors(uri):
+        trained = client.search_model_versions(
+            f"name='{settings.MODEL_NAME}' and tags.data_md5='{md5}'"
+        )
+    if not trained:
+        print(
+            f"{label}: no version of '{settings.MODEL_NAME}' in {tracking.redact(uri)} was "
+            f"trained on this data (md5 {md5}): training it",
+            file=sys.stderr,
+            flush=True,
+        )
+        step([*dvc(), "repro", "--force", "--single-item", "train"], env, label=label)
+    return client, env
