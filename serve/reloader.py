@@ -10,6 +10,7 @@ check tries again.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +24,19 @@ from serve.metrics import Metrics
 from serve.registry import NoModelError, Registry
 
 log = logging.getLogger(__name__)
+
+
+def freeze_heap() -> None:
+    """Take what is alive now (libraries and the loaded model) out of the cyclic GC's scans.
+
+    mlflow, sklearn and pandas leave ~350k long-lived objects; a full collection over them takes
+    ~200 ms on a 2-core machine and stalls every request in flight, which is what p99 latency
+    showed. After `gc.freeze()` collections scan only what requests allocate. Unfreezing first
+    lets the previous model's reference cycles be collected once, at swap time.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 class Outcome(StrEnum):
@@ -109,6 +123,7 @@ class Reloader:
         except Exception as exc:
             return self._failed("load", target.version, exc, served)
         self.holder.swap(loaded)
+        freeze_heap()
         status.last_loaded_at = loaded.loaded_at or datetime.now(UTC)
         status.consecutive_failures = 0
         self.metrics.reloads.inc()
