@@ -113,12 +113,17 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _echo(label: str) -> pipeline.Progress:
+    """Progress lines on stderr (stdout carries the results)."""
+    return lambda msg: print(f"{label}: {msg}", file=sys.stderr, flush=True)
+
+
 def _pipeline(args: argparse.Namespace) -> int:
     uri = settings.tracking_uri(args.tracking_uri)
-    client, env = pipeline.repro(uri)
+    client, env = pipeline.repro(uri, _echo("pipeline"))
 
     # The gate refusing (exit 1) is a normal outcome of a pipeline run, not a failure.
-    rc = pipeline.step([sys.executable, "promote.py"], env, ok=(0, 1, 3, 4))
+    rc = pipeline.step([sys.executable, "promote.py"], env, _echo("pipeline"), ok=(0, 1, 3, 4))
     if rc == 1:
         print("pipeline: the gate kept the current champion", file=sys.stderr)
     elif rc != 0:
@@ -148,7 +153,7 @@ def _retrain(args: argparse.Namespace) -> int:
     old = settings.set_data_snapshot(args.snapshot, args.params)
     same = " (unchanged)" if old == args.snapshot else ""
     print(f"retrain: params.yaml data.snapshot {old} -> {args.snapshot}{same}", file=sys.stderr)
-    client, _ = pipeline.repro(uri)
+    client, _ = pipeline.repro(uri, _echo("pipeline"))
     with tracking.store_errors(uri):
         chal = aliases(client).get(settings.CHALLENGER)
     if chal is None:

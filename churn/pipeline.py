@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,13 +21,19 @@ from churn.errors import ChurnError
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+# Where the steps are echoed: the caller (a script) decides; library code does not print.
+Progress = Callable[[str], None]
+
 
 def step(
-    cmd: list[str], env: dict[str, str], ok: tuple[int, ...] = (0,), label: str = "pipeline"
+    cmd: list[str],
+    env: dict[str, str],
+    progress: Progress,
+    ok: tuple[int, ...] = (0,),
 ) -> int:
     """Run one command of the pipeline, echoing it; an exit code outside `ok` is an error."""
     shown = " ".join(Path(cmd[0]).name if i == 0 else c for i, c in enumerate(cmd))
-    print(f"{label}: $ {shown}", file=sys.stderr, flush=True)
+    progress(f"$ {shown}")
     rc = subprocess.run(cmd, cwd=settings.ROOT, env=env).returncode
     if rc not in ok:
         raise ChurnError(f"`{shown}` failed (exit {rc}): see its output above")
@@ -44,13 +51,13 @@ def dvc() -> list[str]:
     return [str(local)] if local.exists() else ["dvc"]
 
 
-def repro(uri: str, label: str = "pipeline") -> tuple[MlflowClient, dict[str, str]]:
+def repro(uri: str, progress: Progress) -> tuple[MlflowClient, dict[str, str]]:
     """`dvc repro`, and a training run into a store that has no model on this data yet."""
     from churn.provenance import file_md5
 
     tracking.check_reachable(uri)
     env = environment(uri)
-    step([*dvc(), "repro"], env, label=label)
+    step([*dvc(), "repro"], env, progress)
     client = tracking.connect(uri)
     md5 = file_md5(settings.DATA_FILE)
     with tracking.store_errors(uri):
@@ -58,11 +65,9 @@ def repro(uri: str, label: str = "pipeline") -> tuple[MlflowClient, dict[str, st
             f"name='{settings.MODEL_NAME}' and tags.data_md5='{md5}'"
         )
     if not trained:
-        print(
-            f"{label}: no version of '{settings.MODEL_NAME}' in {tracking.redact(uri)} was "
-            f"trained on this data (md5 {md5}): training it",
-            file=sys.stderr,
-            flush=True,
+        progress(
+            f"no version of '{settings.MODEL_NAME}' in {tracking.redact(uri)} was "
+            f"trained on this data (md5 {md5}): training it"
         )
-        step([*dvc(), "repro", "--force", "--single-item", "train"], env, label=label)
+        step([*dvc(), "repro", "--force", "--single-item", "train"], env, progress)
     return client, env

@@ -67,7 +67,7 @@ def train(uri: str) -> int:
     from churn.provenance import file_md5
     from churn.registry import aliases
 
-    client, _ = pipeline.repro(uri, label="train")
+    client, _ = pipeline.repro(uri, lambda msg: print(f"train: {msg}", file=sys.stderr, flush=True))
     md5 = file_md5(settings.DATA_FILE)
     with tracking.store_errors(uri):
         try:
