@@ -204,32 +204,11 @@ class Bodies:
     frames: dict[int, list[Any]] = field(default_factory=dict)  # pandas frames, for raw pyfunc
 
 
-def json_rows(frame: Any) -> list[dict[str, Any]]:
-    """Data rows as a client sends them: JSON types, NaN as null."""
-    import numpy as np
-
-    from churn import schema
-
-    out = []
-    for record in frame.to_dict(orient="records"):
-        row: dict[str, Any] = {}
-        for name in (schema.ID_COLUMN, *schema.FEATURE_NAMES):
-            value = record[name]
-            if isinstance(value, float) and math.isnan(value):
-                value = None
-            elif isinstance(value, np.integer):
-                value = int(value)
-            elif isinstance(value, np.floating):
-                value = float(value)
-            row[name] = value
-        out.append(row)
-    return out
-
-
 def build_bodies(work: Path, sizes: Sequence[int], per_size: int = 4, singles: int = 500) -> Bodies:
     import orjson
 
     from churn import data, schema
+    from serve.example import request_rows
 
     df = data.read_parquet(work / "customers.parquet").reset_index(drop=True)
     bodies = Bodies()
@@ -242,7 +221,7 @@ def build_bodies(work: Path, sizes: Sequence[int], per_size: int = 4, singles: i
                 start = 0
             chunk = df.iloc[start : start + size]
             start += size
-            rows = json_rows(chunk)
+            rows = request_rows(chunk)
             features = [{k: r[k] for k in schema.FEATURE_NAMES} for r in rows]
             bodies.ours[size].append(orjson.dumps({"instances": rows}))
             bodies.theirs[size].append(orjson.dumps({"dataframe_records": features}))

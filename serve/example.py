@@ -12,6 +12,32 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
+
+
+def request_rows(frame: Any) -> list[dict[str, Any]]:
+    """Data rows (a DataFrame in the schema's layout) as a client sends them: JSON types,
+    NaN as null. Used by the benchmark and the end-to-end tests."""
+    import math
+
+    import numpy as np
+
+    from churn import schema
+
+    rows = []
+    for record in frame.to_dict(orient="records"):
+        row: dict[str, Any] = {}
+        for name in (schema.ID_COLUMN, *schema.FEATURE_NAMES):
+            value = record[name]
+            if isinstance(value, float) and math.isnan(value):
+                value = None
+            elif isinstance(value, np.integer):
+                value = int(value)
+            elif isinstance(value, np.floating):
+                value = float(value)
+            row[name] = value
+        rows.append(row)
+    return rows
 
 
 def curl(host: str = "127.0.0.1", port: int = 8000) -> str:

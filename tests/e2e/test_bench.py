@@ -15,6 +15,7 @@ import pytest
 
 from bench import serve as bench
 from churn import data
+from serve.example import request_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -106,7 +107,7 @@ def test_micro_batched_answers_match_pyfunc_row_for_row(tmp_path: Path) -> None:
         with httpx.Client(timeout=30) as client:
 
             def post(chunk: list[int]) -> dict[str, Any]:
-                body = {"instances": bench.json_rows(df.loc[chunk])}
+                body = {"instances": request_rows(df.loc[chunk])}
                 resp = client.post(url, json=body)
                 assert resp.status_code == 200, resp.text
                 return dict(resp.json())

@@ -3,7 +3,6 @@ really trained models: parity with pyfunc, hot-swap under load, broken versions,
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import subprocess
@@ -23,6 +22,7 @@ import pytest
 from churn import data, registry, schema
 from churn.settings import CHALLENGER, CHAMPION, MODEL_NAME
 from churn.training import train
+from serve.example import request_rows
 from tests.conftest import ROOT, free_port, small_params, stop_process, wait_for_http
 from tests.serve_helpers import LoadResult, load_loop, serve_command, wait_until
 
@@ -123,24 +123,6 @@ def seconds_until_served(url: str, version: int, timeout: float) -> float:
         f"v{version} not served within {timeout} s: {httpx.get(f'{url}/model').text}"
     )
     return time.monotonic() - start
-
-
-def request_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Data rows as a client sends them: JSON types, NaN as null."""
-    rows = []
-    for record in frame.to_dict(orient="records"):
-        row: dict[str, Any] = {}
-        for name in (schema.ID_COLUMN, *schema.FEATURE_NAMES):
-            value = record[name]
-            if isinstance(value, float) and math.isnan(value):
-                value = None
-            elif isinstance(value, np.integer):
-                value = int(value)
-            elif isinstance(value, np.floating):
-                value = float(value)
-            row[name] = value
-        rows.append(row)
-    return rows
 
 
 def pyfunc_predict(uri: str, frame: pd.DataFrame) -> np.ndarray:
