@@ -102,5 +102,23 @@ docker-lint: setup ## hadolint the Dockerfile; docker compose config on compose.
 	$(VENV)/bin/docker-compose -f compose.yaml config --quiet
 	$(VENV)/bin/docker-compose -f compose.yaml --env-file deploy/team.env config --quiet
 
-ci-lint: lint actionlint docker-lint ## every linter CI runs
+k8s-lint: setup ## validate deploy/k8s (base and overlays, kustomize-built) against the Kubernetes schemas
+	@$(PY) -m deploy.k8s_lint
+
+ci-lint: lint actionlint docker-lint k8s-lint ## every linter CI runs
+
+# ---- Beyond one machine (issue 10), reliability (issue 8), the course (issue 9) ------------------
+
+.PHONY: score test-reliability docs-test docs-images k8s-lint
+score: setup ## score the prepared data with @champion on Spark local[2] -> scores/ (Parquet)
+	@$(PY) -m churn score --input data/customers.parquet --output scores --master "local[2]"
+
+test-reliability: setup ## fuzzing, limits, store outages, racing promotions, soak (tests/reliability)
+	$(PY) -m pytest tests/reliability $(ARGS)
+
+docs-test: setup ## run every runnable block in README.md and docs/ in a fresh copy; compare outputs
+	$(PY) -m pytest tests/docs $(ARGS)
+
+docs-images: setup ## re-render docs/images from a real run (plots, diagrams, MLflow UI screenshot)
+	@$(PY) -m docs.images
 

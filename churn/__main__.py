@@ -6,6 +6,8 @@ python -m churn status               # one line: who is champion
 python -m churn pipeline             # dvc repro, then promote.py, then status (make pipeline)
 python -m churn retrain --snapshot M # data.snapshot := M, dvc repro -> @challenger (make retrain)
 python -m churn drift --reference 2026-07 --current 2026-10   # PSI per feature and prediction
+python -m churn score --input 'data/*.parquet' --output scores/  # batch scoring on Spark
+python -m churn history [--at TIME]  # alias moves recorded by promote/rollback
 """
 
 from __future__ import annotations
@@ -16,8 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from churn import cli, pipeline, settings, tracking
-from churn.errors import ChurnError, RegistryStateError
-from churn.schema import LABEL_COLUMN
+from churn.errors import RegistryStateError
 
 PIPELINE_EXIT_HELP = """\
 exit codes (pipeline):
@@ -57,21 +58,16 @@ exit codes (drift):
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from churn import data
-    from churn.provenance import file_md5
+    from churn.prepare import prepare
 
-    params = settings.load_params(args.params)
-    d = params.data
-    try:
-        df = data.load_source(d.source, d.rows, params.seed, d.snapshot, settings.ROOT)
-    except (FileNotFoundError, data.DataValidationError) as exc:
-        raise ChurnError(str(exc)) from exc
-    data.write_parquet(df, args.out)
-    rate = float(df[LABEL_COLUMN].mean())
-    out = args.out.resolve()
-    shown = out.relative_to(settings.ROOT) if out.is_relative_to(settings.ROOT) else out
-    print(f"prepared {shown}: {len(df):,} rows, churn rate {rate:.1%}, md5 {file_md5(out)}")
+    print(prepare(args.params, args.out))
     return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from churn import score
+
+    return score.run(args)
 
 
 def _lineage(args: argparse.Namespace) -> int:
@@ -214,6 +210,12 @@ def _drift(args: argparse.Namespace) -> int:
     return DRIFT_EXIT if report.level in failing else 0
 
 
+def _score_arguments(sp: argparse.ArgumentParser) -> None:
+    from churn import score  # must not import pyspark at module level: --help stays fast
+
+    score.add_arguments(sp)
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -327,6 +329,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     sp.add_argument("--params", type=Path, default=settings.PARAMS_FILE, help=argparse.SUPPRESS)
     sp.set_defaults(func=_drift)
+
+    sp = command(
+        "score",
+        "score CSV/Parquet files with @champion on Apache Spark (nightly batch scoring)",
+    )
+    _score_arguments(sp)
+    sp.set_defaults(func=_score)
 
     sp = command("history", "alias moves recorded by promote/rollback, newest first")
     sp.add_argument("--at", type=_parse_time, metavar="TIME", help="who was @champion at TIME")
