@@ -44,9 +44,13 @@ exit codes (retrain):
 DRIFT_EXIT = 5
 DRIFT_EXIT_HELP = f"""\
 Each side is a generator month (YYYY-MM, with params.yaml's data.rows and seed) or a .parquet /
-.csv file in the Telco layout. Prints a table (worst first), writes drift.json and drift.html
-(plots embedded) to --out-dir and logs both, with a psi.<feature> metric each, as a run of the
-experiment churn-drift. Prediction drift uses models:/churn@champion when there is one.
+.csv file in the Telco layout. --reference champion rebuilds the data the champion was trained
+on (from its run's params). --current http://HOST:PORT/monitoring/profile compares with what a
+running service has scored (histograms it keeps; no request is stored), e.g.
+  python -m churn drift --reference champion --current http://127.0.0.1:8000/monitoring/profile
+Prints a table (worst first), writes drift.json and drift.html (plots embedded) to --out-dir and
+logs both, with a psi.<feature> metric each, as a run of the experiment churn-drift. Prediction
+drift uses models:/churn@champion when there is one (against a service: the version it served).
 
 exit codes (drift):
   0  no feature and no prediction PSI reached the alert threshold (warnings are reported)
@@ -166,36 +170,69 @@ def _retrain(args: argparse.Namespace) -> int:
 
 
 def _drift(args: argparse.Namespace) -> int:
-    from churn import drift
+    from churn import data, drift, profile
+    from churn.errors import UsageError
     from churn.registry import aliases
 
     params = settings.load_params(args.params)
     rows = args.rows or params.data.rows
     seed = params.seed if args.seed is None else args.seed
-    reference = drift.load_sample(args.reference, rows, seed)
-    current = drift.load_sample(args.current, rows, seed)
+    # --current URL: what a running service scored (its traffic profile), not rows.
+    served = drift.fetch_profile(args.current) if drift.is_url(args.current) else None
+    current = None if served is not None else drift.load_sample(args.current, rows, seed)
     uri = settings.tracking_uri(args.tracking_uri)
     client = tracking.connect(uri)
-    predict, champion = None, None
     with tracking.store_errors(uri):
         try:
             champion = aliases(client).get(settings.CHAMPION)
         except RegistryStateError:
             champion = None
-        if champion is not None:
+        # Against a service, compare with the version it served (its predictions are in the
+        # profile), else with the current champion.
+        version = served.model_version if served and served.model_version else champion
+        if args.reference == drift.CHAMPION_REFERENCE:
+            if version is None:
+                raise RegistryStateError(
+                    f"--reference {drift.CHAMPION_REFERENCE}: no @{settings.CHAMPION} yet "
+                    "(run make pipeline), or pass a month or file"
+                )
+            reference, reference_name = drift.training_sample(client, version)
+        else:
+            reference = drift.load_sample(args.reference, rows, seed)
+            reference_name = drift.describe(args.reference, rows, seed)
+        predict = None
+        if version is not None:
             import mlflow.pyfunc
 
-            model = mlflow.pyfunc.load_model(f"models:/{settings.MODEL_NAME}/{champion}")
-            predict = model.predict
-    report = drift.build_report(
-        reference,
-        current,
-        params.drift,
-        drift.describe(args.reference, rows, seed),
-        drift.describe(args.current, rows, seed),
-        predict,
-        champion,
-    )
+            predict = mlflow.pyfunc.load_model(f"models:/{settings.MODEL_NAME}/{version}").predict
+    if served is not None:
+        if served.rows == 0:
+            raise UsageError(
+                f"--current {args.current}: the service has scored nothing since "
+                f"v{version} was loaded; send traffic first"
+            )
+        ref_features = data.features(reference)
+        ref_proba = predict(ref_features) if predict is not None else None
+        report = drift.profile_report(
+            profile.from_frame(ref_features, ref_proba),
+            served,
+            params.drift,
+            reference_name,
+            f"{args.current} (v{served.model_version}, {served.rows:,} rows since "
+            f"{served.since[:19]})",
+            version,
+        )
+    else:
+        assert current is not None
+        report = drift.build_report(
+            reference,
+            current,
+            params.drift,
+            reference_name,
+            drift.describe(args.current, rows, seed),
+            predict,
+            version,
+        )
     json_path, html_path = drift.write_outputs(report, args.out_dir)
     with tracking.store_errors(uri):
         run_id = drift.log_report(client, uri, report, [json_path, html_path])
@@ -314,8 +351,18 @@ def main(argv: list[str] | None = None) -> int:
         "PSI drift per feature and of the champion's predictions, reference -> current",
         epilog=DRIFT_EXIT_HELP,
     )
-    sp.add_argument("--reference", required=True, metavar="MONTH|FILE", help="e.g. 2026-07")
-    sp.add_argument("--current", required=True, metavar="MONTH|FILE", help="e.g. 2026-10")
+    sp.add_argument(
+        "--reference",
+        required=True,
+        metavar="MONTH|FILE|champion",
+        help="e.g. 2026-07; champion: the data the champion was trained on",
+    )
+    sp.add_argument(
+        "--current",
+        required=True,
+        metavar="MONTH|FILE|URL",
+        help="e.g. 2026-10, or a running service's http://HOST:PORT/monitoring/profile",
+    )
     sp.add_argument("--rows", type=_positive, help="rows per generated month (default: data.rows)")
     sp.add_argument("--seed", type=int, help="generator seed (default: seed in params.yaml)")
     sp.add_argument(

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from churn import data, schema, settings
+from churn import data, profile, schema, settings
 from churn.errors import UsageError
 from churn.settings import DriftParams
 
@@ -40,6 +40,11 @@ PREDICTION = "prediction"
 _FLOOR = 1e-4
 _SNAPSHOT = re.compile(r"\d{4}-\d{2}")
 LEVELS = ("ok", "warn", "alert")
+CHAMPION_REFERENCE = "champion"
+
+
+def is_url(spec: str) -> bool:
+    return spec.startswith(("http://", "https://"))
 
 
 @dataclass(frozen=True)
@@ -150,7 +155,13 @@ def categorical_drift(
         return np.array([index.get(v, k - 1) for v in x.astype(str)], dtype=np.int64)
 
     r, c = _shares(codes(ref), k), _shares(codes(cur), k)
-    labels = [*categories, "other"]
+    return _categorical(name, r, c, [*categories, "other"], t)
+
+
+def _categorical(
+    name: str, r: np.ndarray, c: np.ndarray, labels: list[str], t: DriftParams
+) -> Drift:
+    """Drift of shares `r` -> `c` over `labels`, the last being "other" (dropped when empty)."""
     if r[-1] == 0 and c[-1] == 0:
         r, c, labels = r[:-1], c[:-1], labels[:-1]
     value = psi(r, c)
@@ -184,6 +195,116 @@ def feature_drift(reference: pd.DataFrame, current: pd.DataFrame, t: DriftParams
 
 
 # ---------------------------------------------------------------------------------------------
+# From traffic profiles (what the service records: counts on a fixed grid, no rows)
+
+
+def _share(counts: np.ndarray) -> np.ndarray:
+    return counts.astype(np.float64) / max(int(counts.sum()), 1)
+
+
+def _approx_mean(grid: profile.Grid, counts: np.ndarray) -> str:
+    """Mean from bin midpoints (the grid's 1% bins make this close), ignoring missing values."""
+    mids = grid.midpoints()
+    seen = counts[:-1]
+    total = int(seen.sum())
+    return f"mean {float(np.dot(mids, seen)) / total:.4g}" if total else "mean -"
+
+
+def grouped_numeric_drift(
+    grid: profile.Grid, ref: np.ndarray, cur: np.ndarray, t: DriftParams, kind: str = "numeric"
+) -> Drift:
+    """PSI over groups of adjacent fine bins holding ~1/bins of the reference each."""
+    r_fine, c_fine = ref[:-1], cur[:-1]  # the last bin is "missing"
+    total = int(r_fine.sum())
+    if total:
+        cum = np.cumsum(r_fine) / total
+        targets = np.linspace(0.0, 1.0, t.bins + 1)[1:-1]
+        # Like quantile edges with side="right": the bin holding a quantile starts a group.
+        cuts = np.searchsorted(cum, targets, side="left")
+        starts = np.unique(np.concatenate([[0], cuts[cuts < len(r_fine)]]))
+    else:
+        starts = np.array([0])
+    r = np.concatenate([np.add.reduceat(r_fine, starts), [ref[-1]]])
+    c = np.concatenate([np.add.reduceat(c_fine, starts), [cur[-1]]])
+    e = grid.edges
+    ends = [*starts[1:].tolist(), len(r_fine)]
+    labels = []
+    for s, end in zip(starts.tolist(), ends, strict=True):
+        lo = f"{e[s - 1]:.4g}" if s > 0 else None
+        hi = f"{e[end - 1]:.4g}" if end - 1 < len(e) else None
+        labels.append(f"[{lo}, {hi})" if lo and hi else f"< {hi}" if hi else f">= {lo}")
+    labels.append("missing")
+    rs, cs = _share(r), _share(c)
+    if r[-1] == 0 and c[-1] == 0:
+        rs, cs, labels = rs[:-1], cs[:-1], labels[:-1]
+    value = psi(rs, cs)
+    return Drift(
+        grid.name,
+        kind,
+        value,
+        _level(value, t),
+        _approx_mean(grid, ref),
+        _approx_mean(grid, cur),
+        labels,
+        rs.tolist(),
+        cs.tolist(),
+    )
+
+
+def profile_report(
+    reference: profile.Profile,
+    current: profile.Profile,
+    t: DriftParams,
+    reference_name: str,
+    current_name: str,
+    champion_version: int | None = None,
+) -> Report:
+    """Drift between two traffic profiles (e.g. training data vs what the service scored)."""
+    features: list[Drift] = []
+    for name, grid in profile.GRIDS.items():
+        ref, cur = reference.counts[name], current.counts[name]
+        if grid.kind == "categorical":
+            features.append(_categorical(name, _share(ref), _share(cur), grid.bin_labels(), t))
+        else:
+            features.append(grouped_numeric_drift(grid, ref, cur, t))
+    prediction = None
+    if reference.predictions and current.predictions:
+        prediction = grouped_numeric_drift(
+            profile.PREDICTION_GRID,
+            reference.counts[profile.PREDICTION],
+            current.counts[profile.PREDICTION],
+            t,
+            kind="prediction",
+        )
+    return Report(
+        reference_name,
+        current_name,
+        reference.rows,
+        current.rows,
+        t,
+        features,
+        prediction,
+        champion_version,
+    )
+
+
+def fetch_profile(url: str, timeout: float = 10.0) -> profile.Profile:
+    """GET a running service's traffic profile (GET /monitoring/profile)."""
+    import httpx
+
+    try:
+        response = httpx.get(url, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise UsageError(f"{url}: the service did not answer ({type(exc).__name__})") from exc
+    if response.status_code != 200:
+        raise UsageError(f"{url}: HTTP {response.status_code}, expected a traffic profile")
+    try:
+        return profile.Profile.from_json(response.json())
+    except ValueError as exc:
+        raise UsageError(f"{url}: {exc}") from exc
+
+
+# ---------------------------------------------------------------------------------------------
 # Inputs
 
 
@@ -205,6 +326,37 @@ def load_sample(spec: str, rows: int, seed: int, root: Path = settings.ROOT) -> 
     raise UsageError(
         f"'{spec}' is neither a month (YYYY-MM, generated) nor a .parquet or .csv file"
     )
+
+
+def training_sample(
+    client: MlflowClient, version: int, root: Path = settings.ROOT
+) -> tuple[pd.DataFrame, str]:
+    """Rebuild the data set `version` was trained on, from its run's params (source, rows,
+    seed, snapshot): the generator is deterministic, and a CSV source is read again."""
+    from churn.errors import RegistryStateError
+
+    mv = client.get_model_version(settings.MODEL_NAME, str(version))
+    params = client.get_run(mv.run_id).data.params if mv.run_id else {}
+    source = params.get("data.source")
+    try:
+        rows, seed = int(params["data.rows"]), int(params["seed"])
+        snapshot = params["data.snapshot"]
+    except (KeyError, ValueError):
+        source = None
+    if source is None:
+        raise RegistryStateError(
+            f"the run of {settings.MODEL_NAME} v{version} records no data.source/rows/seed/"
+            "snapshot params, so its training data cannot be rebuilt: pass --reference "
+            "<month|file>"
+        )
+    try:
+        frame = data.load_source(source, rows, seed, snapshot, root)
+    except (FileNotFoundError, data.DataValidationError, ValueError) as exc:
+        raise RegistryStateError(f"training data of v{version} ({source}): {exc}") from exc
+    what = (
+        f"{snapshot} (generator, {rows:,} rows, seed {seed})" if source == "generator" else source
+    )
+    return frame, f"training data of v{version}: {what}"
 
 
 def describe(spec: str, rows: int, seed: int) -> str:

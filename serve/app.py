@@ -24,8 +24,9 @@ from pydantic import ValidationError
 
 from serve import schema as api
 from serve.batching import MicroBatcher
-from serve.holder import LoadedModel, ModelHolder, NotReadyError
+from serve.holder import LoadedModel, ModelHolder, NotReadyError, Scored
 from serve.metrics import Metrics, MetricsMiddleware
+from serve.monitor import TrafficMonitor
 from serve.registry import MlflowRegistry, Registry
 from serve.reloader import Outcome, Reloader
 from serve.security import (
@@ -37,6 +38,7 @@ from serve.security import (
     verify_webhook,
 )
 from serve.settings import ServeSettings
+from serve.traffic import Shadow, Split
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,11 @@ Scores customers with the model version the MLflow registry alias names (default
 * `POST /predict` — a batch `{"instances": [...]}` (or one customer object) → P(churn) per row,
   the decision at the model's threshold, and the exact model version that scored them.
 * `GET /health` (alive) · `GET /ready` (a model is loaded) · `GET /model` (what is served,
-  its metrics and lineage, reload errors) · `GET /metrics` (Prometheus).
+  its metrics and lineage, reload errors) · `GET /metrics` (Prometheus) ·
+  `GET /monitoring/profile` (histograms of what was scored, for `python -m churn drift`).
+* `CHURN_CHALLENGER_TRAFFIC=0.1` sends a sticky 10% of customers to `@challenger` (each
+  prediction says which version scored it); `CHURN_SHADOW=true` scores every row with the
+  challenger in the background instead (callers only see the champion).
 * `POST /admin/reload` (bearer token) and `POST /webhooks/mlflow` (MLflow webhook, HMAC-signed)
   make the service re-check the alias now.
 """
@@ -100,26 +106,71 @@ def _served(model: LoadedModel, aliases: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def create_app(settings: ServeSettings, registry: Registry | None = None) -> FastAPI:
-    """The service for `settings`. `registry` replaces MLflow in unit tests."""
+def create_app(
+    settings: ServeSettings,
+    registry: Registry | None = None,
+    challenger_registry: Registry | None = None,
+) -> FastAPI:
+    """The service for `settings`. The registries replace MLflow in unit tests."""
     holder = ModelHolder()
     metrics = Metrics()
     reloader = Reloader(
         registry or MlflowRegistry(settings), holder, metrics, settings.reload_interval
     )
     batcher = MicroBatcher(holder, settings.batch_max_rows, settings.batch_wait_ms / 1000)
+    monitor = TrafficMonitor(metrics)
     background: set[asyncio.Task[Any]] = set()
+
+    # The challenger (CHURN_CHALLENGER_TRAFFIC or CHURN_SHADOW): its own holder and reloader on
+    # the challenger alias, sharing the champion's copy when both aliases name one version.
+    challenger = ModelHolder()
+    challenger_reloader: Reloader | None = None
+    challenger_batcher: MicroBatcher | None = None
+    split: Split | None = None
+    shadow: Shadow | None = None
+    if settings.challenger_enabled:
+        challenger_reloader = Reloader(
+            challenger_registry or MlflowRegistry(settings, alias=settings.challenger_alias),
+            challenger,
+            metrics,
+            settings.reload_interval,
+            role="challenger",
+            peer=holder,
+        )
+        if settings.challenger_traffic > 0:
+            split = Split(settings.challenger_traffic)
+            challenger_batcher = MicroBatcher(
+                challenger, settings.batch_max_rows, settings.batch_wait_ms / 1000
+            )
+        else:
+            shadow = Shadow(challenger, metrics)
+
+    async def challenger_loop() -> None:
+        # The champion first: readiness must not wait for a model only some traffic needs.
+        while holder.current is None:
+            await asyncio.sleep(0.05)
+        assert challenger_reloader is not None
+        await challenger_reloader.run()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        poll = asyncio.create_task(reloader.run(), name="model-poll")
-        scorer = asyncio.create_task(batcher.run(), name="micro-batcher")
+        tasks = [
+            asyncio.create_task(reloader.run(), name="model-poll"),
+            asyncio.create_task(batcher.run(), name="micro-batcher"),
+            asyncio.create_task(monitor.run(), name="traffic-profile"),
+        ]
+        if challenger_reloader is not None:
+            tasks.append(asyncio.create_task(challenger_loop(), name="challenger-poll"))
+        if challenger_batcher is not None:
+            tasks.append(asyncio.create_task(challenger_batcher.run(), name="challenger-batcher"))
+        if shadow is not None:
+            tasks.append(asyncio.create_task(shadow.run(), name="shadow"))
         try:
             yield
         finally:
-            for task in (poll, scorer, *background):
+            for task in (*tasks, *background):
                 task.cancel()
-            for task in (poll, scorer, *background):
+            for task in (*tasks, *background):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
@@ -134,6 +185,9 @@ def create_app(settings: ServeSettings, registry: Registry | None = None) -> Fas
     app.state.reloader = reloader
     app.state.metrics = metrics
     app.state.batcher = batcher
+    app.state.monitor = monitor
+    app.state.challenger = challenger
+    app.state.shadow = shadow
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     request_model = api.request_model(settings.max_batch_size)
@@ -205,7 +259,14 @@ def create_app(settings: ServeSettings, registry: Registry | None = None) -> Fas
                 return json_response(exc.body(), 422)
         if holder.current is None:
             return not_ready()
+        sides = (
+            split.to_challenger(rows)
+            if split is not None and challenger.current is not None
+            else None
+        )
         try:
+            if sides is not None and any(sides):
+                return await predict_split(rows, sides)
             # Scored with the other requests in flight by one predict call, in the batcher's
             # thread (pyfunc predict is CPU-bound and blocking: never on the event loop).
             scored = await batcher.score(rows)
@@ -213,14 +274,74 @@ def create_app(settings: ServeSettings, registry: Registry | None = None) -> Fas
             return not_ready()
         model = scored.model
         threshold = model.threshold
+        version = model.version
         predictions = [
-            {"customerID": row.customerID, "churn_probability": p, "churn": p >= threshold}  # type: ignore[attr-defined]
+            {
+                "customerID": row.customerID,  # type: ignore[attr-defined]
+                "churn_probability": p,
+                "churn": p >= threshold,
+                "model_version": version,
+            }
             for row, p in zip(rows, scored.probabilities.tolist(), strict=True)
         ]
-        metrics.predictions.labels(str(model.version)).inc(len(rows))
+        after_champion(rows, scored)
         return json_response(
             {"predictions": predictions, "model": model.ref(), "threshold": threshold}
         )
+
+    def after_champion(rows: list[Any], scored: Scored) -> None:
+        """Bookkeeping for rows the champion answered: O(1) each, the work is done later."""
+        model = scored.model
+        metrics.predictions.labels(str(model.version), "champion").inc(len(rows))
+        monitor.observe(rows, scored.probabilities, model.version)
+        if shadow is not None:
+            shadow.submit(rows, scored.probabilities, model)
+
+    async def predict_split(rows: list[Any], sides: list[bool]) -> Response:
+        """Rows of this request on both sides: each side scored in its own batch, in parallel."""
+        assert challenger_batcher is not None
+        mine = [r for r, side in zip(rows, sides, strict=True) if not side]
+        theirs = [r for r, side in zip(rows, sides, strict=True) if side]
+        try:
+            if mine:
+                champ, chal = await asyncio.gather(
+                    batcher.score(mine), challenger_batcher.score(theirs)
+                )
+            else:
+                champ, chal = None, await challenger_batcher.score(theirs)
+        except NotReadyError:
+            # The challenger went away (promoted, alias removed) mid-request: champion only.
+            champ, chal, mine, sides = await batcher.score(rows), None, rows, [False] * len(rows)
+        results = {False: iter(champ.probabilities.tolist()) if champ else iter(()),
+                   True: iter(chal.probabilities.tolist()) if chal else iter(())}  # fmt: skip
+        models = {False: champ.model if champ else None, True: chal.model if chal else None}
+        predictions = []
+        for row, side in zip(rows, sides, strict=True):
+            m = models[side]
+            assert m is not None
+            p = next(results[side])
+            predictions.append(
+                {
+                    "customerID": row.customerID,
+                    "churn_probability": p,
+                    "churn": p >= m.threshold,
+                    "model_version": m.version,
+                }
+            )
+        if champ is not None:
+            after_champion(mine, champ)
+        if chal is not None:
+            metrics.predictions.labels(str(chal.model.version), "challenger").inc(len(theirs))
+        lead = champ or chal
+        assert lead is not None
+        body: dict[str, Any] = {
+            "predictions": predictions,
+            "model": lead.model.ref(),
+            "threshold": lead.model.threshold,
+        }
+        if champ is not None and chal is not None:
+            body["challenger"] = {**chal.model.ref(), "threshold": chal.model.threshold}
+        return json_response(body)
 
     @app.get("/health", summary="Liveness: the process answers")
     async def health() -> dict[str, str]:
@@ -237,26 +358,47 @@ def create_app(settings: ServeSettings, registry: Registry | None = None) -> Fas
             return not_ready()
         return json_response({"ready": True, "model": model.ref()})
 
+    def reload_info(r: Reloader) -> dict[str, Any]:
+        status = r.status
+        return {
+            "interval_s": settings.reload_interval,
+            "last_check_at": _iso(status.last_check_at),
+            "last_loaded_at": _iso(status.last_loaded_at),
+            "waiting": status.waiting,
+            "last_error": status.last_error,
+            "failures": status.failures,
+            "consecutive_failures": status.consecutive_failures,
+        }
+
     @app.get("/model", summary="What is served, its lineage, and the reloader's state")
     async def model_info() -> Response:
         status = reloader.status
         model = holder.current
-        return json_response(
-            {
-                "model_uri": settings.model_uri,
-                "served": _served(model, status.aliases) if model else None,
-                "ready": model is not None,
-                "reload": {
-                    "interval_s": settings.reload_interval,
-                    "last_check_at": _iso(status.last_check_at),
-                    "last_loaded_at": _iso(status.last_loaded_at),
-                    "waiting": status.waiting,
-                    "last_error": status.last_error,
-                    "failures": status.failures,
-                    "consecutive_failures": status.consecutive_failures,
-                },
+        doc: dict[str, Any] = {
+            "model_uri": settings.model_uri,
+            "served": _served(model, status.aliases) if model else None,
+            "ready": model is not None,
+            "reload": reload_info(reloader),
+        }
+        if challenger_reloader is not None:
+            chal = challenger.current
+            doc["challenger"] = {
+                "alias": settings.challenger_alias,
+                "mode": "split" if split is not None else "shadow",
+                "traffic": settings.challenger_traffic,
+                "served": _served(chal, challenger_reloader.status.aliases) if chal else None,
+                "reload": reload_info(challenger_reloader),
+                "shadow": shadow.stats.as_dict() if shadow is not None else None,
             }
-        )
+        return json_response(doc)
+
+    @app.get(
+        "/monitoring/profile",
+        summary="Histograms of what the served version scored (features and P(churn)), for drift",
+    )
+    async def traffic_profile() -> Response:
+        await monitor.flush()
+        return json_response(monitor.snapshot())
 
     @app.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
     async def prometheus() -> Response:
@@ -284,7 +426,10 @@ def create_app(settings: ServeSettings, registry: Registry | None = None) -> Fas
                 return json_response({"detail": exc.detail}, exc.status, **extra)
             result = await reloader.check("admin")
             ok = result.outcome in (Outcome.LOADED, Outcome.UNCHANGED)
-            return json_response(result.as_dict(), 200 if ok else 503)
+            body = result.as_dict()
+            if challenger_reloader is not None:
+                body["challenger"] = (await challenger_reloader.check("admin")).as_dict()
+            return json_response(body, 200 if ok else 503)
 
     if settings.webhook_secret is not None:
         secret = settings.webhook_secret.get_secret_value()
@@ -324,18 +469,17 @@ def create_app(settings: ServeSettings, registry: Registry | None = None) -> Fas
                 )
             name = data.get("name") if isinstance(data, dict) else None
             alias = data.get("alias") if isinstance(data, dict) else None
-            if not (
-                entity == "model_version_alias"
-                and name == settings.model_name
-                and settings.model_alias is not None
-                and alias == settings.model_alias
-            ):
+            followed = {settings.model_alias: reloader}
+            if challenger_reloader is not None:
+                followed[settings.challenger_alias] = challenger_reloader
+            target = followed.get(alias) if alias is not None else None
+            if not (entity == "model_version_alias" and name == settings.model_name and target):
                 return json_response(
                     {"accepted": False, "detail": f"ignored: {entity}.{action} for {name!r}"}, 200
                 )
             log.info("webhook %s: %s.%s @%s", h.get(DELIVERY_ID_HEADER), entity, action, alias)
             # Answer at once (MLflow times out and retries slow receivers); check in background.
-            task = asyncio.create_task(reloader.check("webhook"))
+            task = asyncio.create_task(target.check("webhook"))
             background.add(task)
             task.add_done_callback(background.discard)
             return json_response(

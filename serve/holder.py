@@ -99,6 +99,12 @@ class ModelHolder:
             old, self._current = self._current, new
         return old
 
+    def clear(self) -> LoadedModel | None:
+        """Serve nothing (a challenger whose alias was removed); returns what it held."""
+        with self._swap_lock:
+            old, self._current = self._current, None
+        return old
+
     def score(self, rows: Sequence[BaseModel]) -> Scored:
         """Score `rows` with the model current at the call: one read of the reference, one
         `predict` call. This is the step a micro-batcher would wrap."""

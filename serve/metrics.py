@@ -38,8 +38,41 @@ class Metrics:
         )
         self.predictions = Counter(
             "churn_predictions_total",
-            "Rows scored, by the model version that scored them",
+            "Rows answered, by the model version that scored them and its role",
+            ["model_version", "role"],
+            registry=self.registry,
+        )
+        self.challenger_version = Gauge(
+            "churn_challenger_version",
+            "Challenger version loaded for the traffic split or shadow (0: none)",
+            registry=self.registry,
+        )
+        self.shadow_rows = Counter(
+            "churn_shadow_rows_total",
+            "Rows the challenger scored in shadow, by challenger version",
             ["model_version"],
+            registry=self.registry,
+        )
+        self.shadow_disagreements = Counter(
+            "churn_shadow_disagreements_total",
+            "Shadow rows where the challenger's decision differs from the champion's",
+            ["model_version"],
+            registry=self.registry,
+        )
+        self.shadow_abs_diff = Histogram(
+            "churn_shadow_abs_diff",
+            "|P(churn) challenger - P(churn) champion| per shadow-scored row",
+            buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
+            registry=self.registry,
+        )
+        self.shadow_dropped = Counter(
+            "churn_shadow_dropped_rows_total",
+            "Rows not shadow-scored because the shadow queue was full (callers unaffected)",
+            registry=self.registry,
+        )
+        self.profile_rows = Gauge(
+            "churn_profile_rows",
+            "Rows in the traffic profile of the served version (GET /monitoring/profile)",
             registry=self.registry,
         )
         self.reloads = Counter(

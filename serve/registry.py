@@ -40,8 +40,11 @@ class Registry(Protocol):
 
 
 class MlflowRegistry:
-    def __init__(self, settings: ServeSettings) -> None:
+    """`alias`: follow this alias of the model instead of CHURN_MODEL_URI's (the challenger)."""
+
+    def __init__(self, settings: ServeSettings, alias: str | None = None) -> None:
         self.settings = settings
+        self.alias = alias
         self._client: MlflowClient | None = None
 
     def client(self) -> MlflowClient:
@@ -88,9 +91,9 @@ class MlflowRegistry:
                 ) from exc
             raise
         aliases = {a: int(v) for a, v in (model.aliases or {}).items()}
-        if s.pinned_version is not None:
+        if self.alias is None and s.pinned_version is not None:
             return Target(s.pinned_version, aliases)
-        alias = s.model_alias
+        alias = self.alias or s.model_alias
         assert alias is not None
         if alias not in aliases:
             raise NoModelError(
@@ -100,7 +103,8 @@ class MlflowRegistry:
         return Target(aliases[alias], aliases)
 
     def load(self, version: int) -> LoadedModel:
-        import mlflow.pyfunc
+        # Checked against what train.py writes before any byte is deserialised (churn/loading.py).
+        from churn.loading import load_version
 
         s = self.settings
         client = self.client()
@@ -116,7 +120,7 @@ class MlflowRegistry:
             run_tags = dict(run.data.tags)
         uri = f"models:/{s.model_name}/{version}"
         log.info("loading %s (run %s)", uri, run_id or "unknown")
-        predictor = mlflow.pyfunc.load_model(uri)
+        predictor = load_version(s.model_name, version)
         tags = dict(mv.tags or {})
         return LoadedModel(
             name=s.model_name,

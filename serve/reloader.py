@@ -84,12 +84,23 @@ def _one_line(exc: BaseException) -> str:
 
 class Reloader:
     def __init__(
-        self, registry: Registry, holder: ModelHolder, metrics: Metrics, interval: float
+        self,
+        registry: Registry,
+        holder: ModelHolder,
+        metrics: Metrics,
+        interval: float,
+        *,
+        role: str = "champion",
+        peer: ModelHolder | None = None,
     ) -> None:
+        """`role`: champion (what /ready and the metrics' model version follow) or challenger.
+        `peer`: another holder whose model is reused when both aliases name one version."""
         self.registry = registry
         self.holder = holder
         self.metrics = metrics
         self.interval = interval
+        self.role = role
+        self.peer = peer
         self.status = ReloadStatus()
         self._lock = asyncio.Lock()
 
@@ -107,6 +118,12 @@ class Reloader:
         except NoModelError as exc:
             status.waiting = str(exc)
             status.aliases = {}
+            if self.role != "champion" and current is not None:
+                # The challenger alias was removed (promoted or dropped): stop routing to it.
+                self.holder.clear()
+                self.metrics.challenger_version.set(0)
+                log.info("%s: %s; no challenger now", trigger, exc)
+                return CheckResult(Outcome.NO_MODEL, None, served, str(exc))
             if current is not None:
                 log.warning("%s; still serving v%s", exc, served)
             return CheckResult(Outcome.NO_MODEL, served, served, str(exc))
@@ -117,18 +134,26 @@ class Reloader:
         if current is not None and current.version == target.version:
             status.consecutive_failures = 0
             return CheckResult(Outcome.UNCHANGED, served, served, f"serving v{served}")
-        log.info("%s: loading v%d (serving %s)", trigger, target.version, _v(served))
-        try:
-            loaded = await to_thread.run_sync(self.registry.load, target.version)
-        except Exception as exc:
-            return self._failed("load", target.version, exc, served)
+        role = self.role
+        shared = self.peer.current if self.peer is not None else None
+        if shared is not None and shared.version == target.version:
+            loaded = shared  # one version under two aliases: one copy in memory
+        else:
+            log.info("%s: loading %s v%d (serving %s)", trigger, role, target.version, _v(served))
+            try:
+                loaded = await to_thread.run_sync(self.registry.load, target.version)
+            except Exception as exc:
+                return self._failed("load", target.version, exc, served)
         self.holder.swap(loaded)
         freeze_heap()
         status.last_loaded_at = loaded.loaded_at or datetime.now(UTC)
         status.consecutive_failures = 0
-        self.metrics.reloads.inc()
-        self.metrics.model_version.set(loaded.version)
-        log.info("%s: now serving v%d (was %s)", trigger, loaded.version, _v(served))
+        if role == "champion":
+            self.metrics.reloads.inc()
+            self.metrics.model_version.set(loaded.version)
+        else:
+            self.metrics.challenger_version.set(loaded.version)
+        log.info("%s: %s is v%d (was %s)", trigger, role, loaded.version, _v(served))
         return CheckResult(Outcome.LOADED, loaded.version, served, f"now serving v{loaded.version}")
 
     def _failed(
@@ -145,7 +170,8 @@ class Reloader:
             "version": version,
             "message": message,
         }
-        self.metrics.reload_failures.labels(stage).inc()
+        label = stage if self.role == "champion" else f"{self.role}-{stage}"
+        self.metrics.reload_failures.labels(label).inc()
         kept = f"still serving v{served}" if served is not None else "nothing is served yet"
         log.error("%s; %s; retrying at the next check", message, kept)
         return CheckResult(Outcome.FAILED, served, served, f"{message}; {kept}")

@@ -113,13 +113,24 @@ class ModelRef(BaseModel):
 class Prediction(BaseModel):
     customerID: str | None
     churn_probability: float = Field(description="P(churn) from the model, in [0, 1]")
-    churn: bool = Field(description="churn_probability >= threshold")
+    churn: bool = Field(description="churn_probability >= the scoring model's threshold")
+    model_version: int = Field(description="the version that scored this row")
+
+
+class ChallengerRef(ModelRef):
+    threshold: float
 
 
 class PredictResponse(BaseModel):
     predictions: list[Prediction]
-    model: ModelRef
+    model: ModelRef = Field(
+        description="the version that scored the rows (with CHURN_CHALLENGER_TRAFFIC, when the "
+        "rows went to both sides: the champion, and `challenger` names the other)"
+    )
     threshold: float
+    challenger: ChallengerRef | None = Field(
+        default=None, description="present when some rows of this request went to the challenger"
+    )
 
 
 class FieldError(BaseModel):

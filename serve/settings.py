@@ -73,6 +73,24 @@ class ServeSettings(BaseSettings):
         "a lone request never waits",
     )
 
+    challenger_traffic: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="share of rows scored by the challenger alias instead of the champion "
+        "(sticky: a customerID always goes to the same side); 0 disables the split",
+    )
+    shadow: bool = Field(
+        default=False,
+        description="the challenger also scores every row in the background; callers only "
+        "ever get the champion's answer; the comparison is on GET /model and /metrics",
+    )
+    challenger_alias: str = Field(
+        default=churn_settings.CHALLENGER,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="the alias that CHURN_CHALLENGER_TRAFFIC and CHURN_SHADOW score with",
+    )
+
     @field_validator("admin_token", "webhook_secret", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
@@ -93,7 +111,21 @@ class ServeSettings(BaseSettings):
                 f"CHURN_MODEL_URI must be models:/<name>@<alias> or models:/<name>/<version>, "
                 f"got {self.model_uri!r}"
             )
+        if self.challenger_traffic > 0 and self.shadow:
+            raise ValueError(
+                "CHURN_CHALLENGER_TRAFFIC and CHURN_SHADOW are two ways to try a challenger: "
+                "set one of them"
+            )
+        if self.challenger_enabled and self.challenger_alias == self.model_alias:
+            raise ValueError(
+                f"CHURN_CHALLENGER_ALIAS is the alias being served (@{self.model_alias}): "
+                "the challenger must be another alias"
+            )
         return self
+
+    @property
+    def challenger_enabled(self) -> bool:
+        return self.challenger_traffic > 0 or self.shadow
 
     @property
     def model_name(self) -> str:

@@ -289,3 +289,123 @@ def test_empty_registry_is_not_ready_until_a_champion_exists(
         assert info["run_id"] == result.run_id
         assert info["data_md5"] == result.data_md5
         assert set(info["metrics"]) == {"auc", "f1", "precision", "recall", "accuracy", "log_loss"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Champion and challenger on live traffic (issue 7): the real service, real models, real HTTP.
+
+
+def test_challenger_traffic_split_is_sticky_within_3_points_and_feeds_drift(
+    trained: Trained, tmp_path: Path
+) -> None:
+    from serve.traffic import bucket
+
+    v1, _, v3 = trained.versions
+    uri, _ = copy_store(trained, tmp_path, champion=v1, challenger=v3)
+    df = data.read_parquet(trained.data).head(2_000)
+    rows = request_rows(df)
+    expected = {v: pyfunc_predict(f"models:/churn/{v}", df) for v in (v1, v3)}
+    with service(tmp_path, uri, CHURN_CHALLENGER_TRAFFIC="0.1") as url:
+        wait_ready(url)
+        assert wait_until(
+            lambda: (
+                (httpx.get(f"{url}/model").json()["challenger"]["served"] or {}).get("version")
+                == v3
+            ),
+            30,
+            0.1,
+        )
+        versions = []
+        with httpx.Client(base_url=url, timeout=10) as http:
+            for i, row in enumerate(rows):  # 2,000 requests, one customer each
+                resp = http.post("/predict", json=row)
+                assert resp.status_code == 200, resp.text
+                (pred,) = resp.json()["predictions"]
+                version = pred["model_version"]
+                versions.append(version)
+                # Scored by the version it names, and the side its customerID hashes to.
+                assert version == (v3 if bucket(row["customerID"]) < 0.1 else v1)
+                assert abs(pred["churn_probability"] - expected[version][i]) <= 1e-9
+            share = versions.count(v3) / len(versions)
+            assert 0.07 <= share <= 0.13, share
+            # Sticky: the same customers in batches of 50 get the same sides.
+            again = [
+                p["model_version"]
+                for k in range(0, 500, 50)
+                for p in http.post("/predict", json={"instances": rows[k : k + 50]}).json()[
+                    "predictions"
+                ]
+            ]
+            assert again == versions[:500]
+            metrics = http.get("/metrics").text
+        n3 = versions.count(v3) + again.count(v3)
+        n1 = len(versions) + len(again) - n3
+        assert f'churn_predictions_total{{model_version="{v3}",role="challenger"}} {n3:.1f}' in (
+            metrics
+        )
+        assert f'churn_predictions_total{{model_version="{v1}",role="champion"}} {n1:.1f}' in (
+            metrics
+        )
+        # What the champion scored, as histograms, compared with its training data.
+        out = tmp_path / "drift"
+        proc = subprocess.run(
+            [ROOT / ".venv/bin/python", "-m", "churn", "drift", "--reference", "champion",
+             "--current", f"{url}/monitoring/profile", "--out-dir", str(out)],
+            cwd=ROOT, env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert proc.returncode in (0, 5), proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr  # one line: where the report went
+    report = __import__("json").loads((out / "drift.json").read_text())
+    assert report["current_rows"] == n1
+    assert report["champion_version"] == v1
+    assert report["reference"].startswith(f"training data of v{v1}: ")
+    assert report["prediction"] is not None
+    print(f"split: {share:.1%} of 2,000 requests to v{v3}; drift level {report['level']}")
+
+
+def test_shadow_scores_everything_in_the_background_and_adds_under_1ms_p50(
+    trained: Trained, tmp_path: Path
+) -> None:
+    v1, _, v3 = trained.versions
+    uri, _ = copy_store(trained, tmp_path, champion=v1, challenger=v3)
+    rows = request_rows(data.read_parquet(trained.data).head(200))
+    with (
+        service(tmp_path, uri, CHURN_SHADOW="true") as shadow_url,
+        service(tmp_path, uri) as plain_url,
+    ):
+        for url in (shadow_url, plain_url):
+            wait_ready(url)
+        assert wait_until(
+            lambda: (
+                (httpx.get(f"{shadow_url}/model").json()["challenger"]["served"] or {}).get(
+                    "version"
+                )
+                == v3
+            ),
+            30,
+            0.1,
+        )
+        times: dict[str, list[float]] = {shadow_url: [], plain_url: []}
+        with httpx.Client(timeout=10) as http:
+            for i in range(700):  # interleaved, so both see the same machine load
+                for url in (shadow_url, plain_url):
+                    start = time.perf_counter()
+                    resp = http.post(f"{url}/predict", json=rows[i % len(rows)])
+                    elapsed = time.perf_counter() - start
+                    assert resp.status_code == 200
+                    assert resp.json()["predictions"][0]["model_version"] == v1
+                    if i >= 100:  # warm-up excluded
+                        times[url].append(elapsed)
+
+            def shadow_rows() -> int:
+                return int(http.get(f"{shadow_url}/model").json()["challenger"]["shadow"]["rows"])
+
+            assert wait_until(lambda: shadow_rows() == 700, 10, 0.1), shadow_rows()
+            stats = http.get(f"{shadow_url}/model").json()["challenger"]["shadow"]
+    p50 = {url: float(np.median(t)) * 1000 for url, t in times.items()}
+    added = p50[shadow_url] - p50[plain_url]
+    print(f"p50 with shadow {p50[shadow_url]:.2f} ms, without {p50[plain_url]:.2f} ms")
+    assert added < 1.0, p50
+    assert stats["challenger_version"] == v3 and stats["dropped_rows"] == 0
+    assert 0.0 < stats["mean_abs_diff"] < 1.0 and stats["errors"] == 0

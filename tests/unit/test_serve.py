@@ -84,8 +84,18 @@ def test_predict_batch_returns_one_prediction_per_row_and_the_model(
     assert resp.status_code == 200
     assert resp.json() == {
         "predictions": [
-            {"customerID": "7590-VHVEG", "churn_probability": 0.01, "churn": False},
-            {"customerID": "5575-GNVDE", "churn_probability": 0.34, "churn": False},
+            {
+                "customerID": "7590-VHVEG",
+                "churn_probability": 0.01,
+                "churn": False,
+                "model_version": 1,
+            },
+            {
+                "customerID": "5575-GNVDE",
+                "churn_probability": 0.34,
+                "churn": False,
+                "model_version": 1,
+            },
         ],
         "model": {"name": "churn", "version": 1, "run_id": "run1"},
         "threshold": 0.5,
@@ -100,7 +110,7 @@ def test_predict_single_object_optional_id_and_threshold(
     resp = client.post("/predict", json=one)
     assert resp.status_code == 200
     assert resp.json()["predictions"] == [
-        {"customerID": None, "churn_probability": 0.6, "churn": True}
+        {"customerID": None, "churn_probability": 0.6, "churn": True, "model_version": 1}
     ]
     # Exactly at the threshold counts as churn (>=).
     resp = client.post("/predict", json=row(tenure=50))
@@ -533,7 +543,7 @@ def test_metrics_count_requests_by_route_and_status_and_rows_by_version(
         'churn_http_request_duration_seconds_count{method="POST",route="/predict",status="200"} 1.0'
         in text
     )
-    assert 'churn_predictions_total{model_version="1"} 2.0' in text
+    assert 'churn_predictions_total{model_version="1",role="champion"} 2.0' in text
     assert "churn_model_version 1.0" in text
 
 
