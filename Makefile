@@ -14,7 +14,7 @@ PORT ?= 8000
 SERVE_CMD = $(VENV)/bin/uvicorn --factory serve.app:main --host $(HOST) --port $(PORT)
 
 .PHONY: help setup pipeline promote rollback lineage status server serve demo test test-unit lint format clean \
-  data train promote-ci actionlint docker-lint ci-lint
+  data drift-ci train promote-ci actionlint docker-lint ci-lint
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -87,6 +87,9 @@ clean: ## remove the local MLflow store, DVC outputs and caches (keeps .venv)
 
 data: setup ## CI: dvc pull the data, else `make train` regenerates it (dvc repro)
 	@$(PY) deploy/ci.py data
+
+drift-ci: setup ## CI: drift of this month (SNAPSHOT=, default last month) vs @champion's training data -> GITHUB_OUTPUT
+	@$(PY) deploy/ci.py drift
 
 train: setup ## dvc repro: retrain and register @challenger when data/params/code changed or the store is new
 	@$(PY) deploy/ci.py train

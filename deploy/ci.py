@@ -1,15 +1,22 @@
 """The steps of the retrain -> promote workflow (.github/workflows/pipeline.yml), as make targets.
 
     python deploy/ci.py data       # make data:       dvc pull, else dvc repro regenerates it
+    python deploy/ci.py drift      # make drift-ci:   champion's training data vs this month
     python deploy/ci.py train      # make train:      dvc repro (+ retrain into a new store)
     python deploy/ci.py promote    # make promote-ci: promote.py; the gate refusing is green
 
 Each step appends Markdown to $GITHUB_STEP_SUMMARY when it is set (the job summary on GitHub),
 so the same commands give the same report on a laptop, in the e2e tests and in Actions.
 
+The drift step compares the data @champion was trained on with the month in $SNAPSHOT (default:
+the previous calendar month, UTC) and writes `drift=true|false` and `snapshot=YYYY-MM` to
+$GITHUB_OUTPUT; the workflow's next step retrains on that month (`make retrain`) when drift is
+true.
+
 exit codes: as promote.py (see its --help), except that `promote` exits 0 when the gate keeps
 the champion (promote.py's exit 1): a refusal is a normal outcome of a scheduled retrain, and any
-other failure (2 usage, 3 registry state, 4 store unreachable) fails the job.
+other failure (2 usage, 3 registry state, 4 store unreachable) fails the job. `drift` exits 0
+whether or not it finds drift (the output says which); any failure of the comparison fails.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import argparse
 import os
 import subprocess
 import sys
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,10 +38,72 @@ from churn import (  # noqa: E402
     settings,
     tracking,
 )
-from churn.__main__ import status_line  # noqa: E402
+from churn.__main__ import DRIFT_EXIT, status_line  # noqa: E402
 from churn.errors import RegistryStateError, UsageError  # noqa: E402
 
 PROG = "deploy/ci.py"
+
+
+def output(**values: str) -> None:
+    """Step outputs for later steps' `if:` (a no-op outside Actions)."""
+    path = os.environ.get("GITHUB_OUTPUT")
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            for key, value in values.items():
+                fh.write(f"{key}={value}\n")
+
+
+def previous_month(today: date | None = None) -> str:
+    first = (today or datetime.now(UTC).date()).replace(day=1)
+    return (first - timedelta(days=1)).strftime("%Y-%m")
+
+
+def drift(uri: str) -> int:
+    """Has the population moved since @champion was trained? Decides whether to retrain."""
+    from churn import data as churn_data
+    from churn.registry import aliases
+
+    month = os.environ.get("SNAPSHOT", "").strip() or previous_month()
+    try:
+        churn_data.generate(rows=1, snapshot=month)  # validates the month
+    except ValueError as exc:
+        raise UsageError(f"SNAPSHOT: {exc}") from exc
+    client = tracking.connect(uri)
+    with tracking.store_errors(uri):
+        try:
+            champion = aliases(client).get(settings.CHAMPION)
+        except RegistryStateError:
+            champion = None
+    if champion is None:
+        line = f"no @{settings.CHAMPION} yet: nothing to compare {month} with (no retrain on drift)"
+        print(f"drift: {line}", file=sys.stderr)
+        output(drift="false", snapshot=month)
+        summary(f"### Drift\n{line}")
+        return 0
+    out_dir = settings.REPORTS_DIR / "drift"
+    cmd = [sys.executable, "-m", "churn", "drift", "--reference", "champion", "--current", month,
+           "--out-dir", str(out_dir)]  # fmt: skip
+    print(f"drift: $ python -m churn drift --reference champion --current {month}", file=sys.stderr)
+    proc = subprocess.run(
+        cmd, cwd=settings.ROOT, env=pipeline.environment(uri), stdout=subprocess.PIPE, text=True
+    )
+    sys.stdout.write(proc.stdout)
+    if proc.returncode not in (0, DRIFT_EXIT):
+        summary(f"### Drift\n**FAILED**: `python -m churn drift` exited {proc.returncode}")
+        return proc.returncode
+    drifted = proc.returncode == DRIFT_EXIT
+    output(drift=str(drifted).lower(), snapshot=month)
+    verdict = (
+        f"**drift** between the training data of @{settings.CHAMPION} v{champion} and {month}: "
+        f"retraining on {month}"
+        if drifted
+        else f"no drift past the alert threshold between @{settings.CHAMPION} v{champion}'s "
+        f"training data and {month}: no retrain on drift"
+    )
+    print(f"drift: {verdict.replace('**', '')}", file=sys.stderr)
+    table = proc.stdout.rstrip()
+    summary(f"### Drift\n{verdict}\n\n```text\n{table}\n```")
+    return 0
 
 
 def summary(markdown: str) -> None:
@@ -144,6 +214,10 @@ def promote(uri: str) -> int:
     report = [f"### Promotion\n{verdict}"]
     if any(line.startswith(f"{settings.CHALLENGER} ") for line in out):
         report.append(_table(out))
+    # The honest gate's paired bootstrap interval (promote.py re-evaluates on one holdout).
+    interval = [line for line in out if line.startswith("paired diff ")]
+    if interval:
+        report.append("Gate on the same holdout: `" + interval[-1] + "`")
     if ok:
         client = tracking.connect(uri)
         with tracking.store_errors(uri):
@@ -171,11 +245,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("step", choices=("data", "train", "promote"))
+    p.add_argument("step", choices=("data", "drift", "train", "promote"))
     p.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking/registry URI")
     args = p.parse_args(argv)
     uri = settings.tracking_uri(args.tracking_uri)
-    steps = {"data": data, "train": lambda: train(uri), "promote": lambda: promote(uri)}
+    steps = {
+        "data": data,
+        "drift": lambda: drift(uri),
+        "train": lambda: train(uri),
+        "promote": lambda: promote(uri),
+    }
     return cli.run(PROG, steps[args.step])
 
 

@@ -85,14 +85,23 @@ def test_pipeline_triggers_inputs_and_serialisation() -> None:
         assert path in on["push"]["paths"]
     assert on["schedule"][0]["cron"].split()[4] == "1"  # weekly
     inputs = on["workflow_dispatch"]["inputs"]
-    assert set(inputs) == {"epsilon", "dry_run"} and inputs["dry_run"]["type"] == "boolean"
+    assert set(inputs) == {"epsilon", "dry_run", "snapshot"}
+    assert inputs["dry_run"]["type"] == "boolean"
     assert doc["concurrency"] == {"group": "pipeline-registry", "cancel-in-progress": False}
     job = doc["jobs"]["retrain"]
-    assert run_targets(doc, "retrain") == ["setup", "data", "train", "promote-ci"]
+    assert run_targets(doc, "retrain") == [
+        "setup", "data", "drift-ci", "retrain", "train", "promote-ci",
+    ]  # fmt: skip
+    # Retraining on drift: only when the drift step says so, on the month it checked.
+    retrain = next(step for step in job["steps"] if step.get("run") == "make retrain")
+    assert retrain["if"] == "${{ steps.drift.outputs.drift == 'true' }}"
+    assert retrain["env"] == {"SNAPSHOT": "${{ steps.drift.outputs.snapshot }}"}
+    assert next(s for s in job["steps"] if s.get("run") == "make drift-ci")["id"] == "drift"
     env = job["env"]
     assert env["MLFLOW_TRACKING_URI"] == "${{ secrets.MLFLOW_TRACKING_URI }}"
     assert env["GATE_EPSILON"] == "${{ inputs.epsilon }}"
     assert env["DRY_RUN"] == "${{ inputs.dry_run }}"
+    assert env["SNAPSHOT"] == "${{ inputs.snapshot }}"
     upload = job["steps"][-1]
     assert upload["uses"].startswith("actions/upload-artifact@")
     assert "env.MLFLOW_TRACKING_URI == ''" in upload["if"] and "always()" in upload["if"]
