@@ -73,7 +73,7 @@ def test_every_step_is_a_make_target_or_a_pinned_action(name: str) -> None:
 def test_ci_lints_and_tests_on_push_and_pull_request() -> None:
     doc = load("ci.yml")
     assert set(doc["on"]) == {"push", "pull_request"}
-    assert run_targets(doc, "lint") == ["lint", "actionlint", "docker-lint"]
+    assert run_targets(doc, "lint") == ["lint", "actionlint", "docker-lint", "k8s-lint"]
     assert run_targets(doc, "test") == ["test"]
 
 
@@ -133,6 +133,17 @@ def test_compose_orders_start_up_by_health() -> None:
 
     default = services()
     assert set(default) == {"mlflow", "api", "pipeline"}
+    # The tracking server must accept the Host header its clients send (MLflow 3 answers 403
+    # to unknown hosts, while /health, the healthcheck, is exempt and stays green).
+    from urllib.parse import urlparse
+
+    from tests.integration.test_k8s import mlflow_host_check
+
+    allowed = default["mlflow"]["environment"]["MLFLOW_SERVER_ALLOWED_HOSTS"].split(",")
+    host = urlparse(default["api"]["environment"]["MLFLOW_TRACKING_URI"]).netloc
+    assert host == "mlflow:5000" and mlflow_host_check()(allowed, host)
+    assert mlflow_host_check()(allowed, "localhost:5000")
+    assert not mlflow_host_check()(allowed, "evil.example:5000")
     for name in ("api", "pipeline"):
         assert default[name]["depends_on"]["mlflow"]["condition"] == "service_healthy"
         assert default[name]["environment"]["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
