@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 WORKFLOWS = ROOT / ".github" / "workflows"
 BIN = Path(sys.executable).parent
-MAKE_STEP = re.compile(r"make ([a-z][a-z-]*)")
+MAKE_STEP = re.compile(r"make ([a-z][a-z0-9-]*)")
 
 
 def load(name: str) -> dict[str, Any]:
@@ -34,7 +34,7 @@ def load(name: str) -> dict[str, Any]:
 
 def make_targets() -> set[str]:
     text = (ROOT / "Makefile").read_text()
-    return set(re.findall(r"^([a-z][a-z-]*):", text, re.MULTILINE))
+    return set(re.findall(r"^([a-z][a-z0-9-]*):", text, re.MULTILINE))
 
 
 def run_targets(doc: dict[str, Any], job: str) -> list[str]:
