@@ -60,15 +60,18 @@ demo: pipeline ## pipeline, then the API: a real /predict is sent and shown, and
 	  $(PY) -m serve.example --host $(HOST) --port $(PORT) --call || exit 1; \
 	  wait $$server
 
-test: setup ## the whole test suite: unit, integration (real MLflow store and server), e2e
-	$(PY) -m pytest $(ARGS)
+test: setup ## the whole suite: unit, integration, e2e, the course's pages (2 workers)
+	$(PY) -m pytest -n 2 --dist loadfile $(ARGS)
 
 test-unit: setup ## unit tests only (fast)
 	$(PY) -m pytest tests/unit $(ARGS)
 
-.PHONY: bench
+.PHONY: bench bench-score
 bench: setup ## ours vs `mlflow models serve`, side by side (~5 min; ARGS="--quick"); bench/results/
 	$(PY) -m bench.serve $(ARGS)
+
+bench-score: setup ## batch scoring, Spark local[2] vs pandas, up to 1M rows (~6 min; ARGS="--quick")
+	$(PY) -m bench.score $(ARGS)
 
 lint: setup ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check .

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from churn import schema
+from churn.errors import ChurnError
 from churn.schema import Column, Kind
 
 BASE_SNAPSHOT = "2026-07"
@@ -40,8 +41,9 @@ _SECURITY, _BACKUP, _PROTECTION, _SUPPORT, _TV, _MOVIES = (
 )
 
 
-class DataValidationError(ValueError):
-    """The frame does not fit the schema. `problems` maps each wrong column to what is wrong."""
+class DataValidationError(ChurnError, ValueError):
+    """The frame does not fit the schema, or cannot be trained on. `problems` maps each wrong
+    column to what is wrong. Scripts report it as one line and exit 1."""
 
     def __init__(self, problems: Mapping[str, str]) -> None:
         self.problems = dict(problems)
@@ -436,7 +438,10 @@ def load_source(source: str, rows: int, seed: int, snapshot: str, root: Path) ->
     # All columns as text, blanks kept as "": the raw file's " " TotalCharges and any
     # "NA"-like category must reach normalise as written, not as pandas' guess.
     # utf-8-sig: a CSV saved from a spreadsheet starts with a BOM that would rename customerID.
-    raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except pd.errors.EmptyDataError:
+        raise ChurnError(f"data source {path} is empty: no header row, no rows") from None
     return normalise(raw)
 
 
@@ -456,6 +461,29 @@ def read_parquet(path: Path) -> pd.DataFrame:
             "prepare stage"
         )
     return normalise(pd.read_parquet(path, engine="pyarrow"))
+
+
+def check_trainable(df: pd.DataFrame) -> None:
+    """What training needs beyond the schema: rows, and both classes in the label, at least two
+    of each (the stratified split puts one in each part). Raises DataValidationError."""
+    label = schema.LABEL_COLUMN
+    if len(df) == 0:
+        raise DataValidationError({label: "no rows, so nothing to train on"})
+    counts = np.bincount(df[label].to_numpy(dtype=np.int64), minlength=2)  # [No, Yes]
+    names = (_NO, _YES)
+    if counts.min() == 0:
+        only = names[int(counts.argmax())]
+        raise DataValidationError(
+            {
+                label: f"only one class ({only!r} in all {len(df):,} rows); training needs "
+                "customers who churned and customers who did not"
+            }
+        )
+    if counts.min() < 2:
+        rare = names[int(counts.argmin())]
+        raise DataValidationError(
+            {label: f"only 1 row is {rare!r}; the stratified split needs at least 2 of each class"}
+        )
 
 
 def features(df: pd.DataFrame) -> pd.DataFrame:

@@ -279,17 +279,23 @@ def _shown(path: Path) -> str:
 # Scoring both versions.
 
 
-def _predict(version: int, x: pd.DataFrame) -> np.ndarray:
-    import mlflow.pyfunc
+def _predict(version: int, x: pd.DataFrame, alias: str) -> np.ndarray:
+    from churn.loading import load_version
 
     uri = f"models:/{settings.MODEL_NAME}/{version}"
     try:
-        model = mlflow.pyfunc.load_model(uri)
+        model = load_version(settings.MODEL_NAME, version)
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        # A challenger that cannot be loaded cannot be served either: never suggest skipping
+        # the check that found it.
+        what_next = (
+            "register a loadable @challenger"
+            if alias == settings.CHALLENGER
+            else "use --no-reevaluate to gate on logged metrics"
+        )
         raise RegistryStateError(
-            f"could not load v{version} ({uri}) to re-evaluate it: {first}; "
-            "use --no-reevaluate to gate on logged metrics"
+            f"could not load @{alias} v{version} ({uri}) to re-evaluate it: {first}; {what_next}"
         ) from exc
     return np.asarray(model.predict(x), dtype=np.float64).reshape(-1)
 
@@ -307,7 +313,8 @@ def reevaluate(
     from churn.training import evaluate as all_metrics
 
     x, y = data.features(holdout.frame), data.labels(holdout.frame)
-    p_champ, p_chal = _predict(champion, x), _predict(challenger, x)
+    p_champ = _predict(champion, x, settings.CHAMPION)
+    p_chal = _predict(challenger, x, settings.CHALLENGER)
     champ_all = all_metrics(y, p_champ, threshold)
     chal_all = all_metrics(y, p_chal, threshold)
     paired = paired_bootstrap(metric, y, p_champ, p_chal, threshold, resamples, seed)

@@ -20,6 +20,7 @@ def prepare(params_file: Path, out: Path) -> str:
     d = params.data
     try:
         df = data.load_source(d.source, d.rows, params.seed, d.snapshot, settings.ROOT)
+        data.check_trainable(df)  # stop here, before data/customers.parquet is replaced
     except (FileNotFoundError, data.DataValidationError) as exc:
         raise ChurnError(str(exc)) from exc
     data.write_parquet(df, out)

@@ -2,7 +2,8 @@
 
 Rules every operation follows:
 - read every alias it needs (one `get_registered_model` call gives all of them) before writing any;
-- re-read just before writing, and change nothing if someone else moved an alias meanwhile;
+- write only while holding the registry lock (`registry_lock`), and re-read under it: a run
+  that lost a race to another writer changes nothing and says so (RegistryStateError, exit 3);
 - write in an order where an interruption leaves a usable registry (the escape hatch
   @prev-champion first, @champion as the commit point), and undo what it wrote if a later
   write of the same move fails;
@@ -12,8 +13,13 @@ Functions return results; scripts print them.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
-from collections.abc import Callable
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,6 +28,8 @@ from churn.settings import CHALLENGER, CHAMPION, LOWER_IS_BETTER, MODEL_NAME, PR
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,6 +189,105 @@ def _v(version: int | None) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# The registry lock: one writer of the aliases at a time.
+
+# MLflow has no compare-and-set on aliases: two writers that each re-check and then write can
+# interleave (A re-checks, B re-checks, A writes, B writes over it), leaving @champion and
+# @prev-champion from two different decisions. Creating a registered model is atomic in every
+# store (the name is unique), so a model with this name is the mutex. It is visible in the UI
+# while held; its description says who holds it.
+LOCK_NAME = f"{MODEL_NAME}.lock"
+# Writes under the lock take seconds; a lock this old was left by a run that died.
+LOCK_STALE_S = 120.0
+
+
+@contextlib.contextmanager
+def registry_lock(
+    client: MlflowClient, holder: str, stale_after_s: float = LOCK_STALE_S
+) -> Iterator[None]:
+    """Hold the right to move the aliases of `churn` for the block, or raise RegistryStateError
+    (changing nothing) when another run holds it."""
+    from mlflow.exceptions import MlflowException
+
+    who = f"{holder}, pid {os.getpid()} on {socket.gethostname()}"
+    for attempt in (1, 2):
+        try:
+            client.create_registered_model(
+                LOCK_NAME,
+                tags={"held_by": who},
+                description=f"Held by {who}: changes to the aliases of '{MODEL_NAME}' wait "
+                f"for it. Delete this model only if that process is gone.",
+            )
+            break
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        held = _held_lock(client)
+        if held is None:  # released between our attempt and our read: try once more
+            continue
+        held_by, age_s = held
+        if age_s <= stale_after_s or attempt == 2:
+            raise _in_progress(held_by, age_s)
+        log.warning("taking over the registry lock left %.0f s ago by %s", age_s, held_by)
+        _release(client)
+    else:
+        raise RegistryStateError(
+            f"the registry lock '{LOCK_NAME}' keeps changing hands; nothing was changed: run again"
+        )
+    try:
+        yield
+    finally:
+        _release(client)
+
+
+def _in_progress(held_by: str, age_s: float) -> RegistryStateError:
+    return RegistryStateError(
+        f"another change to '{MODEL_NAME}' is in progress ({held_by}, for {age_s:.1f} s);"
+        f" nothing was changed: run again when it has finished"
+    )
+
+
+def _not_mid_change(client: MlflowClient, seen: dict[str, int]) -> None:
+    """Before refusing on aliases that should never coincide, make sure they are not another
+    run's change half-done (MLflow moves aliases one at a time): say so instead."""
+    held = _held_lock(client)
+    if held is not None:
+        raise _in_progress(*held)
+    _recheck(client, {alias: seen.get(alias) for alias in (CHAMPION, CHALLENGER, PREV_CHAMPION)})
+
+
+def _held_lock(client: MlflowClient) -> tuple[str, float] | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        lock = client.get_registered_model(LOCK_NAME)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    age_s = max(0.0, time.time() - (lock.creation_timestamp or 0) / 1000)
+    return (lock.tags or {}).get("held_by", "unknown holder"), age_s
+
+
+def _release(client: MlflowClient) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.delete_registered_model(LOCK_NAME)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return
+        # The change itself is done; the lock expires after LOCK_STALE_S.
+        log.warning(
+            "could not release the registry lock '%s' (%s): it expires in %.0f s, "
+            "or delete that model by hand",
+            LOCK_NAME,
+            _first_line(exc),
+            LOCK_STALE_S,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
 # Promote.
 
 
@@ -209,6 +316,7 @@ def promote(
         return PromoteResult(None, False, dry_run)
     champ_v = before.get(CHAMPION)
     if champ_v == chal_v:
+        _not_mid_change(client, before)
         raise RegistryStateError(
             f"@{CHAMPION} and @{CHALLENGER} both point at v{chal_v}: "
             f"delete @{CHALLENGER} or point it at a new version"
@@ -225,26 +333,29 @@ def promote(
     if not decision.promote or dry_run:
         return PromoteResult(decision, False, dry_run)
 
-    _recheck(client, {CHAMPION: champ_v, CHALLENGER: chal_v})
     prev_before = before.get(PREV_CHAMPION)
-    wrote_prev = False
-    try:
-        if champ_v is not None:
-            client.set_registered_model_alias(MODEL_NAME, PREV_CHAMPION, str(champ_v))
-            wrote_prev = True
-        client.set_registered_model_alias(MODEL_NAME, CHAMPION, str(chal_v))
-    except Exception as exc:
-        if wrote_prev:
-            _restore_alias(client, PREV_CHAMPION, prev_before)
-        raise TrackingUnavailableError(
-            f"promotion of v{chal_v} failed before @{CHAMPION} moved ({_first_line(exc)}); "
-            f"aliases restored: run promote.py again"
-        ) from exc
-    # @champion has moved: the promotion happened. What follows is bookkeeping.
-    client.delete_registered_model_alias(MODEL_NAME, CHALLENGER)
-    over = f"v{champ_v} ({metric}={champion.score:.4f})" if champion else "cold-start"
-    client.set_model_version_tag(MODEL_NAME, str(chal_v), "promoted_over", over)
-    client.set_model_version_tag(MODEL_NAME, str(chal_v), "validated_by", "promote.py")
+    with registry_lock(client, "promote"):
+        _recheck(client, {CHAMPION: champ_v, CHALLENGER: chal_v, PREV_CHAMPION: prev_before})
+        wrote_prev = False
+        try:
+            if champ_v is not None:
+                client.set_registered_model_alias(MODEL_NAME, PREV_CHAMPION, str(champ_v))
+                wrote_prev = True
+            client.set_registered_model_alias(MODEL_NAME, CHAMPION, str(chal_v))
+        except Exception as exc:
+            if wrote_prev:
+                _restore_alias(client, PREV_CHAMPION, prev_before)
+            raise TrackingUnavailableError(
+                f"promotion of v{chal_v} failed before @{CHAMPION} moved ({_first_line(exc)}); "
+                f"aliases restored: run promote.py again"
+            ) from exc
+        # @champion has moved: the promotion happened. What follows is bookkeeping.
+        # train.py sets @challenger without the lock: remove it only if it is still ours.
+        if aliases(client).get(CHALLENGER) == chal_v:
+            client.delete_registered_model_alias(MODEL_NAME, CHALLENGER)
+        over = f"v{champ_v} ({metric}={champion.score:.4f})" if champion else "cold-start"
+        client.set_model_version_tag(MODEL_NAME, str(chal_v), "promoted_over", over)
+        client.set_model_version_tag(MODEL_NAME, str(chal_v), "validated_by", "promote.py")
     return PromoteResult(decision, True, False)
 
 
@@ -292,31 +403,33 @@ def rollback(client: MlflowClient, dry_run: bool = False) -> RollbackResult:
             )
     champ_v, prev_v = before[CHAMPION], before[PREV_CHAMPION]
     if champ_v == prev_v:
+        _not_mid_change(client, before)
         raise RegistryStateError(
             f"@{CHAMPION} and @{PREV_CHAMPION} both point at v{champ_v}: nothing to roll back to"
         )
     if dry_run:
         return RollbackResult(champ_v, prev_v, True)
-    _recheck(client, {CHAMPION: champ_v, PREV_CHAMPION: prev_v})
-    try:
-        client.set_registered_model_alias(MODEL_NAME, CHAMPION, str(prev_v))
-    except Exception as exc:
-        raise TrackingUnavailableError(
-            f"rollback failed before @{CHAMPION} moved ({_first_line(exc)}); nothing changed"
-        ) from exc
-    try:
-        client.set_registered_model_alias(MODEL_NAME, PREV_CHAMPION, str(champ_v))
-    except Exception as exc:
-        _restore_alias(client, CHAMPION, champ_v)
-        raise TrackingUnavailableError(
-            f"rollback failed while moving @{PREV_CHAMPION} ({_first_line(exc)}); "
-            f"@{CHAMPION} restored to v{champ_v}: run rollback.py again"
-        ) from exc
-    client.set_model_version_tag(MODEL_NAME, str(champ_v), "rolled_back", "true")
-    # The restored champion is no longer "rolled back": keep the tags telling the truth.
-    restored = client.get_model_version(MODEL_NAME, str(prev_v))
-    if "rolled_back" in (restored.tags or {}):
-        client.delete_model_version_tag(MODEL_NAME, str(prev_v), "rolled_back")
+    with registry_lock(client, "rollback"):
+        _recheck(client, {CHAMPION: champ_v, PREV_CHAMPION: prev_v})
+        try:
+            client.set_registered_model_alias(MODEL_NAME, CHAMPION, str(prev_v))
+        except Exception as exc:
+            raise TrackingUnavailableError(
+                f"rollback failed before @{CHAMPION} moved ({_first_line(exc)}); nothing changed"
+            ) from exc
+        try:
+            client.set_registered_model_alias(MODEL_NAME, PREV_CHAMPION, str(champ_v))
+        except Exception as exc:
+            _restore_alias(client, CHAMPION, champ_v)
+            raise TrackingUnavailableError(
+                f"rollback failed while moving @{PREV_CHAMPION} ({_first_line(exc)}); "
+                f"@{CHAMPION} restored to v{champ_v}: run rollback.py again"
+            ) from exc
+        client.set_model_version_tag(MODEL_NAME, str(champ_v), "rolled_back", "true")
+        # The restored champion is no longer "rolled back": keep the tags telling the truth.
+        restored = client.get_model_version(MODEL_NAME, str(prev_v))
+        if "rolled_back" in (restored.tags or {}):
+            client.delete_model_version_tag(MODEL_NAME, str(prev_v), "rolled_back")
     return RollbackResult(champ_v, prev_v, False)
 
 

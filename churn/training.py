@@ -147,6 +147,7 @@ def train(
 
     progress(f"reading {data_path}")
     df = data.read_parquet(data_path)
+    data.check_trainable(df)  # before anything is fitted, logged or registered
     data_md5 = file_md5(data_path)
     train_df, test_df = split(df, params.test_size, params.seed)
     x_train, y_train = data.features(train_df), data.labels(train_df)

@@ -18,10 +18,11 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request, Security
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from fastapi.security import HTTPBearer
 from pydantic import ValidationError
 
+from serve import limits
 from serve import schema as api
 from serve.batching import MicroBatcher
 from serve.holder import LoadedModel, ModelHolder, NotReadyError, Scored
@@ -115,7 +116,11 @@ def create_app(
     holder = ModelHolder()
     metrics = Metrics()
     reloader = Reloader(
-        registry or MlflowRegistry(settings), holder, metrics, settings.reload_interval
+        registry or MlflowRegistry(settings),
+        holder,
+        metrics,
+        settings.reload_interval,
+        backoff_max_s=settings.reload_backoff_max_s,
     )
     batcher = MicroBatcher(holder, settings.batch_max_rows, settings.batch_wait_ms / 1000)
     monitor = TrafficMonitor(metrics)
@@ -136,6 +141,7 @@ def create_app(
             settings.reload_interval,
             role="challenger",
             peer=holder,
+            backoff_max_s=settings.reload_backoff_max_s,
         )
         if settings.challenger_traffic > 0:
             split = Split(settings.challenger_traffic)
@@ -188,6 +194,7 @@ def create_app(
     app.state.monitor = monitor
     app.state.challenger = challenger
     app.state.shadow = shadow
+    limits.install(app, settings)  # before the metrics middleware: it counts their answers
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     request_model = api.request_model(settings.max_batch_size)
@@ -252,7 +259,8 @@ def create_app(
             try:
                 body = await read_body(request, settings.max_body_bytes)
             except BodyTooLargeError:
-                return json_response(too_large.body(), 413)
+                # Closing stops uvicorn from reading (and discarding) the rest of the body.
+                return json_response(too_large.body(), 413, Connection="close")
             try:
                 rows, _batch = api.parse(body, settings.max_batch_size)
             except api.RequestError as exc:
@@ -368,6 +376,8 @@ def create_app(
             "last_error": status.last_error,
             "failures": status.failures,
             "consecutive_failures": status.consecutive_failures,
+            "registry_reachable": status.registry_reachable,
+            "poll_delay_s": status.poll_delay_s,
         }
 
     @app.get("/model", summary="What is served, its lineage, and the reloader's state")
@@ -400,7 +410,7 @@ def create_app(
         await monitor.flush()
         return json_response(monitor.snapshot())
 
-    @app.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=metrics.content_type)
 

@@ -16,6 +16,8 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+# Label values must be bounded: a client can send any method token (h11 accepts them all).
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -89,6 +91,12 @@ class Metrics:
         self.model_version = Gauge(
             "churn_model_version", "Version being served (0: none yet)", registry=self.registry
         )
+        self.registry_reachable = Gauge(
+            "churn_registry_reachable",
+            "1 if the last check could read the model registry, else 0 (the loaded model keeps "
+            "serving either way)",
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -120,8 +128,13 @@ class MetricsMiddleware:
             route: Any = scope.get("route")
             name = getattr(route, "path", None)
             if name is None:
-                # Starlette's own routes (/docs, /openapi.json) set no route; a 404 has none.
-                name = "unmatched" if status == 404 else str(scope.get("path", ""))
-            labels = (name, scope["method"], str(status))
+                # Starlette's own routes (/docs, /openapi.json) set no route, nor do answers given
+                # before routing (404, 415, 408): known paths keep their name, any other path is
+                # "unmatched", so a client cannot create series by inventing paths.
+                path = str(scope.get("path", ""))
+                known = {getattr(r, "path", None) for r in getattr(scope.get("app"), "routes", ())}
+                name = path if path in known else "unmatched"
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            labels = (name, method, str(status))
             self.metrics.requests.labels(*labels).inc()
             self.metrics.latency.labels(*labels).observe(time.perf_counter() - start)

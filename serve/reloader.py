@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import random
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -74,11 +76,20 @@ class ReloadStatus:
     failures: int = 0
     consecutive_failures: int = 0
     aliases: dict[str, int] = field(default_factory=dict)
+    # Whether the last check could read the registry (None: no check yet). While it cannot,
+    # the service keeps serving what it has and polls less often (`poll_delay_s`).
+    registry_reachable: bool | None = None
+    poll_delay_s: float | None = None
+
+
+# The directories of a quoted local path (OSError and MLflow quote them): answers and /model
+# show '…/model.skops', not where files live on this machine (a temporary download directory).
+_DIRECTORIES = re.compile(r"""(['"])/(?:[^'"/\s]+/)+""")
 
 
 def _one_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
-    text = lines[0][:300] if lines else ""
+    text = _DIRECTORIES.sub(r"\1…/", lines[0][:300]) if lines else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -92,6 +103,7 @@ class Reloader:
         *,
         role: str = "champion",
         peer: ModelHolder | None = None,
+        backoff_max_s: float = 60.0,
     ) -> None:
         """`role`: champion (what /ready and the metrics' model version follow) or challenger.
         `peer`: another holder whose model is reused when both aliases name one version."""
@@ -101,7 +113,9 @@ class Reloader:
         self.interval = interval
         self.role = role
         self.peer = peer
+        self.backoff_max_s = max(backoff_max_s, interval)
         self.status = ReloadStatus()
+        self._unreachable_checks = 0  # consecutive checks that could not read the registry
         self._lock = asyncio.Lock()
 
     async def check(self, trigger: str) -> CheckResult:
@@ -116,6 +130,7 @@ class Reloader:
         try:
             target = await to_thread.run_sync(self.registry.resolve)
         except NoModelError as exc:
+            self._reachable(True)
             status.waiting = str(exc)
             status.aliases = {}
             if self.role != "champion" and current is not None:
@@ -128,7 +143,9 @@ class Reloader:
                 log.warning("%s; still serving v%s", exc, served)
             return CheckResult(Outcome.NO_MODEL, served, served, str(exc))
         except Exception as exc:
+            self._reachable(False)
             return self._failed("resolve", None, exc, served)
+        self._reachable(True)
         status.waiting = None
         status.aliases = target.aliases
         if current is not None and current.version == target.version:
@@ -155,6 +172,20 @@ class Reloader:
             self.metrics.challenger_version.set(loaded.version)
         log.info("%s: %s is v%d (was %s)", trigger, role, loaded.version, _v(served))
         return CheckResult(Outcome.LOADED, loaded.version, served, f"now serving v{loaded.version}")
+
+    def _reachable(self, ok: bool) -> None:
+        self.status.registry_reachable = ok
+        self._unreachable_checks = 0 if ok else self._unreachable_checks + 1
+        self.metrics.registry_reachable.set(1 if ok else 0)
+
+    def next_delay(self) -> float:
+        """Seconds until the next poll: the interval, doubled for each check in a row that could
+        not read the registry, capped at `backoff_max_s`. Jittered down by up to 20% while
+        backing off, so replicas do not all hit a recovering server at the same instant."""
+        if self._unreachable_checks == 0:
+            return self.interval
+        delay = min(self.backoff_max_s, self.interval * 2.0 ** min(self._unreachable_checks, 30))
+        return delay * random.uniform(0.8, 1.0)
 
     def _failed(
         self, stage: str, version: int | None, exc: BaseException, served: int | None
@@ -185,7 +216,8 @@ class Reloader:
                 log.exception("model check failed unexpectedly")
             if self.interval <= 0:
                 return
-            await asyncio.sleep(self.interval)
+            self.status.poll_delay_s = delay = self.next_delay()
+            await asyncio.sleep(delay)
 
 
 def _v(version: int | None) -> str:

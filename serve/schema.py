@@ -46,6 +46,13 @@ EXAMPLE_ROWS: list[dict[str, Any]] = [
 EXAMPLE_REQUEST: dict[str, Any] = {"instances": EXAMPLE_ROWS}
 
 
+def _whole_number(value: Any) -> Any:
+    # JSON has one number type: 8.0 is the integer 8 (and JSON Schema's "integer" says so).
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _blank_is_null(value: Any) -> Any:
     # The raw Telco CSV leaves TotalCharges blank for customers in their first month.
     if isinstance(value, str) and not value.strip():
@@ -65,7 +72,7 @@ def _field(column: Column) -> tuple[Any, Any]:
         return (Literal[column.categories], Field(description=description))
     if column.kind in (Kind.FLAG, Kind.INTEGER):
         return (
-            Annotated[int, Strict()],
+            Annotated[int, BeforeValidator(_whole_number), Strict()],
             Field(ge=column.minimum, le=column.maximum, description=description),
         )
     if column.kind is Kind.NUMBER:
@@ -217,8 +224,11 @@ def parse(body: bytes, max_batch_size: int) -> tuple[list[BaseModel], bool]:
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        # orjson says what is wrong: "number is infinity when parsed as double", "depth limit
+        # exceeded", "no low surrogate in string"... (NaN and Infinity are not JSON).
+        reason = exc.msg[:1].lower() + exc.msg[1:]
         raise RequestError(
-            (("body", f"not valid JSON (line {exc.lineno}, column {exc.colno})"),)
+            (("body", f"not valid JSON: {reason} (line {exc.lineno}, column {exc.colno})"),)
         ) from None
     if not isinstance(payload, dict):
         raise RequestError(

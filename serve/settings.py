@@ -40,6 +40,12 @@ class ServeSettings(BaseSettings):
         ge=0.0,
         description="seconds between polls of the alias; 0 disables polling",
     )
+    reload_backoff_max_s: float = Field(
+        default=60.0,
+        gt=0.0,
+        description="while the registry cannot be read the poll interval doubles, up to this "
+        "many seconds; the first check that reads it again resets the interval",
+    )
     admin_token: SecretStr | None = Field(
         default=None, description="bearer token for POST /admin/reload; unset disables it"
     )
@@ -51,6 +57,13 @@ class ServeSettings(BaseSettings):
     )
     max_batch_size: int = Field(default=1000, ge=1, le=100_000)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    request_timeout_s: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=3600.0,
+        description="a request not answered within this many seconds is cancelled: 408 if its "
+        "body had not arrived (a stalled client), else 503",
+    )
     threshold: float = Field(
         default=0.5,
         gt=0.0,
