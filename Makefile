@@ -60,7 +60,7 @@ demo: pipeline ## pipeline, then the API: a real /predict is sent and shown, and
 	  $(PY) -m serve.example --host $(HOST) --port $(PORT) --call || exit 1; \
 	  wait $$server
 
-test: setup ## the whole suite: unit, integration, e2e, the course's pages (2 workers)
+test: setup ## the suite: unit, integration (real MLflow store and server), e2e (2 workers)
 	$(PY) -m pytest -n 2 --dist loadfile $(ARGS)
 
 test-unit: setup ## unit tests only (fast)
