@@ -483,9 +483,16 @@ def spark_errors(what: str) -> Iterator[None]:
         module = type(exc).__module__.split(".")[0]
         if module not in ("pyspark", "py4j"):
             raise
+        message = _spark_message(exc)
         if _condition(exc).startswith("PATH_NOT_FOUND"):
-            raise UsageError(f"{what}: {_spark_message(exc)}") from exc
-        raise ScoringError(f"{what} failed: {_spark_message(exc)}") from exc
+            raise UsageError(f"{what}: {message}") from exc
+        if message.startswith("ModuleNotFoundError"):
+            # The usual cluster mistake: executors started a Python without the model's packages.
+            message += (
+                "; the executors' Python lacks the model's requirements: set PYSPARK_PYTHON "
+                "to an environment that has them (docs/scaling-out.md)"
+            )
+        raise ScoringError(f"{what} failed: {message}") from exc
 
 
 class StageProgress:

@@ -98,7 +98,7 @@ def cli_run(
         sys.executable, "-m", "churn", "score",
         "--input", str(small_data), "--output", str(work / "scores"), "--master", "local[2]",
         "--score-date", "2026-11-20", "--tracking-uri", champion.store.uri,
-        "--progress-every", "0.1",
+        "--progress-every", "0.1", "--partitions", "1",
         *[arg for key, value in TEST_CONF for arg in ("--conf", f"{key}={value}")],
     ]  # fmt: skip
     with (work / "stdout").open("w") as stdout, (work / "stderr").open("w") as stderr:
@@ -139,20 +139,11 @@ def direct(champion: Champion) -> object:
 
 
 def churn_score(*args: str, champion: Champion) -> int:
-    """The command in-process, on the module's session. One scoring task: each Python worker
-    imports MLflow and loads the model (seconds of CPU), and a few hundred rows need one."""
-    return main(
-        [
-            "score",
-            "--tracking-uri",
-            champion.store.uri,
-            "--progress-every",
-            "0",
-            "--partitions",
-            "1",
-            *args,
-        ]
-    )
+    """The command in-process, on the module's session. One scoring task (as in `cli_run`):
+    each Python worker imports MLflow and loads the model, seconds of CPU that a few hundred
+    rows do not need twice; `test_scoring_is_spread_over_every_core` checks the default."""
+    common = ["--tracking-uri", champion.store.uri, "--progress-every", "0", "--partitions", "1"]
+    return main(["score", *common, *args])
 
 
 def read_scores(path: Path) -> pd.DataFrame:
@@ -314,8 +305,8 @@ def test_missing_and_unexpected_columns_are_named(
             ["--input", "{data}", "--model-uri", "models:/churn@prev-champion"],
             3,
             "model 'churn' has no alias @prev-champion (aliases: @challenger, @champion): "
-            "promote a version "
-            "first (make pipeline), or pass --model-uri models:/<name>/<version>",
+            "promote a version first (make pipeline), or pass --model-uri "
+            "models:/<name>/<version>",
         ),
         (
             ["--input", "{data}", "--model-uri", "runs:/abc/model"],
@@ -408,6 +399,20 @@ def test_a_failing_spark_job_is_exit_1_with_the_workers_error(spark: object) -> 
     assert run("churn score", body) == 1
 
 
+def test_scoring_is_spread_over_every_core(spark: object) -> None:
+    """One Parquet file is often one Spark split: by default the rows are spread over at least
+    one task per core before the model runs, so that both cores score."""
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession()
+    assert session is not None
+    one = session.range(100).coalesce(1)
+    assert score.spread(session, one, None).rdd.getNumPartitions() == 2
+    assert score.spread(session, one, 3).rdd.getNumPartitions() == 3
+    four = session.range(100).repartition(4)
+    assert score.spread(session, four, None) is four
+
+
 # ---------------------------------------------------------------------------------------------
 # The user's path, run in the background since the module started (the `cli_run` fixture)
 
@@ -462,3 +467,26 @@ def test_score_command_end_to_end(
     )
     assert "Traceback" not in stderr
     assert "INFO" not in stderr  # Spark's default profile logs INFO; ours starts at WARN
+
+
+# ---------------------------------------------------------------------------------------------
+# bench/score.py
+
+
+def test_bench_fit_break_even_and_table() -> None:
+    """bench/score.py's arithmetic (no timing here), and its table over the committed results."""
+    import json
+
+    from bench import score as bench
+
+    a, b = bench.fit([(10_000, 1.0 + 0.1), (100_000, 1.0 + 1.0), (1_000_000, 1.0 + 10.0)])
+    assert (round(a, 9), round(b * 1e6, 6)) == (1.0, 10.0)
+    # Spark: 50 s fixed + 5 us/row; pandas: 2 s + 8 us/row -> equal at 16 million rows.
+    assert bench.break_even(50.0, 5e-6, 2.0, 8e-6) == 16_000_000
+    assert bench.break_even(50.0, 9e-6, 2.0, 8e-6) is None
+
+    result = json.loads((ROOT / "bench" / "results" / "score.json").read_text())
+    text = bench.table(result)
+    assert text.startswith(f"reference: {bench.REFERENCE}\n")
+    for row in result["sizes"].values():
+        assert f"{row['rows']:>10,}  {row['pandas_s']:>9.2f}" in text
