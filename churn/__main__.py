@@ -253,16 +253,6 @@ def _score_arguments(sp: argparse.ArgumentParser) -> None:
     score.add_arguments(sp)
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got '{text}'")
-    return value
-
-
 def _parse_time(text: str) -> datetime:
     try:
         at = datetime.fromisoformat(text)
@@ -363,7 +353,9 @@ def main(argv: list[str] | None = None) -> int:
         metavar="MONTH|FILE|URL",
         help="e.g. 2026-10, or a running service's http://HOST:PORT/monitoring/profile",
     )
-    sp.add_argument("--rows", type=_positive, help="rows per generated month (default: data.rows)")
+    sp.add_argument(
+        "--rows", type=cli.positive_int, help="rows per generated month (default: data.rows)"
+    )
     sp.add_argument("--seed", type=int, help="generator seed (default: seed in params.yaml)")
     sp.add_argument(
         "--out-dir",
@@ -386,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sp = command("history", "alias moves recorded by promote/rollback, newest first")
     sp.add_argument("--at", type=_parse_time, metavar="TIME", help="who was @champion at TIME")
-    sp.add_argument("--limit", type=_positive, default=20, metavar="N", help="default: 20")
+    sp.add_argument("--limit", type=cli.positive_int, default=20, metavar="N", help="default: 20")
     sp.set_defaults(func=_history)
 
     args = p.parse_args(argv)

@@ -74,3 +74,16 @@ def run(prog: str, body: Callable[[], int]) -> int:
             )
             return TrackingUnavailableError.exit_code
         raise
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1, with the error argparse shows."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got '{text}'")
+    return value

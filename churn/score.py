@@ -44,7 +44,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from churn import schema, settings
+from churn import cli, schema, settings
 from churn.data import DataValidationError
 from churn.errors import ChurnError, RegistryStateError, UsageError
 from churn.schema import Column, Kind
@@ -155,16 +155,6 @@ def _spark_conf(text: str) -> tuple[str, str]:
     return key.strip(), value
 
 
-def _partitions(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got '{text}'")
-    return value
-
-
 def add_arguments(sp: argparse.ArgumentParser) -> None:
     """The `score` subcommand's flags (called while the parser is built: keep it import-free)."""
     sp.epilog = SCORE_EXIT_HELP
@@ -205,7 +195,7 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
     )
     sp.add_argument(
         "--partitions",
-        type=_partitions,
+        type=cli.positive_int,
         metavar="N",
         help="Spark tasks that score (and output files); default: the input's splits, at least "
         "one per core",
