@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,47 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The checkout's own store, data and lock. No test may write them: a learner's registry must
+# survive `make test`, and the course (tests/docs) checks that they stay as they were.
+GUARDED = (
+    "mlflow.db", "mlartifacts", "mlruns", "dvc.lock", "params.yaml", "data/customers.parquet",
+)  # fmt: skip
+
+
+def stamps() -> dict[str, float | None]:
+    return {
+        name: (ROOT / name).stat().st_mtime if (ROOT / name).exists() else None for name in GUARDED
+    }
+
+
+_AT_START: dict[str, float | None] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The per-test fixture below covers tests; this covers what runs outside one (module and
+    # session fixtures, their teardown, servers they start): without a URI in the environment,
+    # MLflow's default is ./mlflow.db, i.e. this checkout.
+    scratch = Path(tempfile.mkdtemp(prefix="churn-tests-"))
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{scratch / 'session.db'}"
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    _AT_START.update(stamps())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if hasattr(session.config, "workerinput"):  # xdist worker: the controller checks once
+        return
+    changed = sorted(k for k, v in stamps().items() if _AT_START and v != _AT_START.get(k))
+    if changed:
+        writer = session.config.get_terminal_writer()
+        writer.line()
+        writer.line(
+            f"ERROR: the test run changed this checkout's {', '.join(changed)}: a test wrote into "
+            "the repository instead of its own tmp dir (or something else ran in it meanwhile)",
+            red=True,
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(autouse=True)

@@ -15,30 +15,24 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, stamps
 from tests.docs import runner
 
 pytestmark = pytest.mark.e2e
 
 BLOCKS = [block for page in runner.pages() for block in runner.parse(page)]
-# The course must never write into this checkout's registry, data or lock (the copy shares its
-# .venv, whose editable install points here).
-GUARDED = ("mlflow.db", "mlartifacts", "dvc.lock", "params.yaml", "data/customers.parquet")
-
-
-def _stamps() -> dict[str, float | None]:
-    return {
-        name: (ROOT / name).stat().st_mtime if (ROOT / name).exists() else None for name in GUARDED
-    }
 
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory: pytest.TempPathFactory) -> Iterator[runner.Session]:
     """One copy for the whole course; its servers (Day 6's API) stop when the module ends."""
-    before = _stamps()
+    # The course must never write into this checkout's registry, data or lock (the copy shares
+    # its .venv, whose editable install points here). tests/conftest.py checks the same for the
+    # whole run; checking here too names the course as the culprit.
+    before = stamps()
     with runner.Session.fresh(tmp_path_factory.mktemp("docs")) as session:
         yield session
-    assert _stamps() == before, "files of the checkout itself changed while the course ran"
+    assert stamps() == before, "files of the checkout itself changed while the course ran"
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=lambda b: b.id)

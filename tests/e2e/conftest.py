@@ -45,10 +45,10 @@ def fresh_clone(dest: Path) -> Path:
 
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment a learner's shell has: no tracking URI of ours, no venv of ours."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "VIRTUAL_ENV"))}
-    # Under `make test` these would make the inner make print "Entering directory" lines.
-    for key in ("PYTEST_CURRENT_TEST", "MAKELEVEL", "MAKEFLAGS", "MFLAGS"):
-        env.pop(key, None)
+    # PYTEST_*: the outer run's (an xdist worker's ids, PYTEST_CURRENT_TEST) must not reach a
+    # pytest the course runs. MAKE*: the inner make would print "Entering directory" lines.
+    drop = ("MLFLOW_", "VIRTUAL_ENV", "PYTEST_", "MAKELEVEL", "MAKEFLAGS", "MFLAGS")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env.update(extra)
     return env
 
