@@ -18,7 +18,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--metric", choices=settings.METRICS, default="auc", help="with --best (default: auc)"
     )
-    p.add_argument("--alias", metavar="NAME", help="set this alias on the new version")
+    p.add_argument(
+        "--alias",
+        metavar="NAME",
+        help="set this alias on the new version, under the registry lock; with champion, the "
+        "champion it replaces becomes prev-champion (rollback.py undoes it)",
+    )
     p.add_argument(
         "--dry-run", action="store_true", help="say what would be registered, change nothing"
     )
@@ -43,11 +48,10 @@ def main(argv: list[str] | None = None) -> int:
                     f"{settings.MODEL_NAME}"
                 )
                 return 0
-            version, source = registry.register(client, run_id)
-            print(f"registered {settings.MODEL_NAME} v{version}, source run {source}")
-            if args.alias:
-                client.set_registered_model_alias(settings.MODEL_NAME, args.alias, str(version))
-                print(f"@{args.alias} -> v{version}")
+            # With --alias: under the registry lock, like promote.py and rollback.py (exit 3
+            # and nothing registered while another change is in progress).
+            for line in registry.register(client, run_id, args.alias).lines():
+                print(line)
         return 0
 
     return cli.run("register.py", body)

@@ -55,6 +55,8 @@ drift uses models:/churn@champion when there is one (against a service: the vers
 exit codes (drift):
   0  no feature and no prediction PSI reached the alert threshold (warnings are reported)
   2  usage error (bad flag, month or file; bad params.yaml)
+  3  registry state: --reference champion with no @champion, or the champion's version is
+     refused (not a model train.py wrote, or its artifact is missing or corrupt)
   4  tracking server or store unreachable or failing
   {DRIFT_EXIT}  drift: some PSI >= drift.psi_alert (or >= psi_warn with --fail-on warn).
      Not 1: 1 means "the gate kept the champion" to CI. A workflow retrains on 5:
@@ -170,6 +172,8 @@ def _retrain(args: argparse.Namespace) -> int:
 
 
 def _drift(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from churn import data, drift, profile
     from churn.errors import UsageError
     from churn.registry import aliases
@@ -202,9 +206,13 @@ def _drift(args: argparse.Namespace) -> int:
             reference_name = drift.describe(args.reference, rows, seed)
         predict = None
         if version is not None:
-            import mlflow.pyfunc
+            from churn.loading import load_verified
 
-            predict = mlflow.pyfunc.load_model(f"models:/{settings.MODEL_NAME}/{version}").predict
+            # Checked against what train.py writes before any byte is deserialised: a corrupt
+            # or hostile version is refused with one line (exit 3).
+            predict = load_verified(
+                settings.MODEL_NAME, version, "point @champion at a loadable version"
+            ).predict
     if served is not None:
         if served.rows == 0:
             raise UsageError(
@@ -212,7 +220,7 @@ def _drift(args: argparse.Namespace) -> int:
                 f"v{version} was loaded; send traffic first"
             )
         ref_features = data.features(reference)
-        ref_proba = predict(ref_features) if predict is not None else None
+        ref_proba = np.asarray(predict(ref_features)) if predict is not None else None
         report = drift.profile_report(
             profile.from_frame(ref_features, ref_proba),
             served,

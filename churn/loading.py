@@ -15,8 +15,10 @@ The service, promote.py's re-evaluation and drift all load models through `load_
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,15 +104,69 @@ def _strip_code(model_dir: Path) -> None:
     shutil.rmtree(model_dir / "code", ignore_errors=True)
 
 
-def load_version(name: str, version: int | str) -> PyFuncModel:
-    """`models:/<name>/<version>`, checked and loaded as a pyfunc model (see the module doc)."""
+@contextlib.contextmanager
+def checked_copy(name: str, version: int | str) -> Iterator[Path]:
+    """A local copy of `models:/<name>/<version>`, checked and stripped (see the module doc),
+    for loaders that take a path (Spark's `spark_udf`); removed when the block ends."""
     import mlflow.artifacts
-    import mlflow.pyfunc
 
     uri = f"models:/{name}/{version}"
     with tempfile.TemporaryDirectory(prefix="churn-model-") as tmp:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
         check_model_dir(local, uri)
         _strip_code(local)
+        yield local
+
+
+def load_version(name: str, version: int | str) -> PyFuncModel:
+    """`models:/<name>/<version>`, checked and loaded as a pyfunc model (see the module doc)."""
+    import mlflow.pyfunc
+
+    with checked_copy(name, version) as local:
         # Loaded into memory: nothing reads the directory after this returns.
         return mlflow.pyfunc.load_model(str(local))
+
+
+@contextlib.contextmanager
+def verified_copy(name: str, version: int | str, what_next: str) -> Iterator[Path]:
+    """For the command-line tools: `checked_copy`, also loaded once to prove it loads. A
+    version that is refused or does not load raises RegistryStateError (exit 3) with one line
+    ending in `what_next`; the store's own failures are left to `tracking.store_errors` (exit 4).
+    """
+    import mlflow.pyfunc
+
+    try:
+        with checked_copy(name, version) as local:
+            try:
+                mlflow.pyfunc.load_model(str(local))
+            except Exception as exc:
+                raise refusal(name, version, exc, what_next) from exc
+            yield local
+    except UntrustedModelError as exc:
+        raise refusal(name, version, exc, what_next) from exc
+
+
+def load_verified(name: str, version: int | str, what_next: str) -> PyFuncModel:
+    """`load_version` with the errors of `verified_copy`."""
+    import mlflow.pyfunc
+
+    try:
+        with checked_copy(name, version) as local:
+            try:
+                return mlflow.pyfunc.load_model(str(local))
+            except Exception as exc:
+                raise refusal(name, version, exc, what_next) from exc
+    except UntrustedModelError as exc:
+        raise refusal(name, version, exc, what_next) from exc
+
+
+def refusal(
+    name: str, version: int | str, exc: BaseException, what_next: str
+) -> RegistryStateError:
+    """The one-line error (exit 3) for a version that cannot be loaded: the reason's first line,
+    without the local paths of the temporary copy."""
+    from churn.tracking import hide_paths
+
+    first = hide_paths((str(exc).strip().splitlines() or [type(exc).__name__])[0])[:200]
+    reason = first if isinstance(exc, UntrustedModelError) else f"{type(exc).__name__}: {first}"
+    return RegistryStateError(f"could not load models:/{name}/{version}: {reason}; {what_next}")

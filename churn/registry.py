@@ -225,11 +225,9 @@ def registry_lock(
         held = _held_lock(client)
         if held is None:  # released between our attempt and our read: try once more
             continue
-        held_by, age_s = held
-        if age_s <= stale_after_s or attempt == 2:
-            raise _in_progress(held_by, age_s)
-        log.warning("taking over the registry lock left %.0f s ago by %s", age_s, held_by)
-        _release(client)
+        if held.age_s <= stale_after_s or attempt == 2:
+            raise _in_progress(held.held_by, held.age_s)
+        _take_over(client, held, stale_after_s)
     else:
         raise RegistryStateError(
             f"the registry lock '{LOCK_NAME}' keeps changing hands; nothing was changed: run again"
@@ -238,6 +236,74 @@ def registry_lock(
         yield
     finally:
         _release(client)
+
+
+@dataclass(frozen=True)
+class _Lock:
+    """One holding of the lock: a lock model is never re-created with the same creation time
+    and holder, so these identify it."""
+
+    held_by: str
+    created_ms: int
+    age_s: float
+
+    @property
+    def takeover_name(self) -> str:
+        return f"{LOCK_NAME}.takeover.{self.created_ms}"
+
+
+def _take_over(client: MlflowClient, stale: _Lock, stale_after_s: float) -> None:
+    """Delete the stale lock `stale`, unless another run is taking it over (then raise).
+
+    Deleting "the" lock is not safe on its own: two runs that both saw it stale would both
+    delete it, and the second delete would remove the lock the first has just created. So the
+    right to delete this one holding is itself taken by creating a model named after it (atomic:
+    names are unique), and the lock is deleted only if it is still that holding. The marker is
+    deleted afterwards; a run that creates it later finds a different lock (or none) and deletes
+    nothing. Returns with no lock held: the caller creates its own."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(
+            stale.takeover_name,
+            description=f"Taking over the stale lock '{LOCK_NAME}' of {stale.held_by}.",
+        )
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        marker = client.get_registered_model(stale.takeover_name)
+        if time.time() - (marker.creation_timestamp or 0) / 1000 > stale_after_s:
+            # The run taking it over died too: only a person can tell that no change is running.
+            raise RegistryStateError(
+                f"the registry lock '{LOCK_NAME}' was left by {stale.held_by}, and so was a "
+                f"takeover of it; if no change to '{MODEL_NAME}' is running, delete the models "
+                f"'{LOCK_NAME}' and '{stale.takeover_name}' (mlflow ui) and run again"
+            ) from None
+        raise _in_progress(
+            f"another run is taking over the stale lock of {stale.held_by}", stale.age_s
+        ) from None
+    try:
+        now = _held_lock(client)
+        if now is not None and (now.held_by, now.created_ms) == (stale.held_by, stale.created_ms):
+            log.warning(
+                "taking over the registry lock left %.0f s ago by %s", stale.age_s, stale.held_by
+            )
+            client.delete_registered_model(LOCK_NAME)
+        elif now is not None and now.age_s <= stale_after_s:
+            # Another run took it over first and holds it now.
+            raise _in_progress(now.held_by, now.age_s)
+    finally:
+        _drop(client, stale.takeover_name)
+
+
+def _drop(client: MlflowClient, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.delete_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            log.warning("could not delete '%s' (%s): delete it by hand", name, _first_line(exc))
 
 
 def _in_progress(held_by: str, age_s: float) -> RegistryStateError:
@@ -252,11 +318,11 @@ def _not_mid_change(client: MlflowClient, seen: dict[str, int]) -> None:
     run's change half-done (MLflow moves aliases one at a time): say so instead."""
     held = _held_lock(client)
     if held is not None:
-        raise _in_progress(*held)
+        raise _in_progress(held.held_by, held.age_s)
     _recheck(client, {alias: seen.get(alias) for alias in (CHAMPION, CHALLENGER, PREV_CHAMPION)})
 
 
-def _held_lock(client: MlflowClient) -> tuple[str, float] | None:
+def _held_lock(client: MlflowClient) -> _Lock | None:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -265,8 +331,9 @@ def _held_lock(client: MlflowClient) -> tuple[str, float] | None:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             return None
         raise
-    age_s = max(0.0, time.time() - (lock.creation_timestamp or 0) / 1000)
-    return (lock.tags or {}).get("held_by", "unknown holder"), age_s
+    created_ms = int(lock.creation_timestamp or 0)
+    age_s = max(0.0, time.time() - created_ms / 1000)
+    return _Lock((lock.tags or {}).get("held_by", "unknown holder"), created_ms, age_s)
 
 
 def _release(client: MlflowClient) -> None:
@@ -463,9 +530,66 @@ def best_run(client: MlflowClient, experiment_id: str, metric: str) -> str:
     return str(runs[0].info.run_id)
 
 
-def register(client: MlflowClient, run_id: str) -> tuple[int, str]:
-    """Register runs:/<run_id>/model as a new version of `churn`; returns (version, run_id)."""
-    import mlflow
+@dataclass(frozen=True)
+class Registration:
+    version: int
+    run_id: str
+    alias: str | None = None
+    # With alias champion: the champion it replaced, now @prev-champion (None: cold start).
+    prev_champion: int | None = None
+
+    def lines(self) -> list[str]:
+        out = [f"registered {MODEL_NAME} v{self.version}, source run {self.run_id}"]
+        if self.prev_champion is not None:
+            out.append(f"@{PREV_CHAMPION} -> v{self.prev_champion}")
+        if self.alias is not None:
+            out.append(f"@{self.alias} -> v{self.version}")
+        return out
+
+
+def register(client: MlflowClient, run_id: str, alias: str | None = None) -> Registration:
+    """Register runs:/<run_id>/model as a new version of `churn`, and point `alias` at it.
+
+    With an alias the whole change happens under the registry lock, like promote and rollback:
+    a run that cannot take it registers nothing (RegistryStateError, exit 3), and the aliases are
+    read under it. Pointing @champion at the new version keeps the escape hatch: the champion it
+    replaces becomes @prev-champion first (so rollback.py undoes it)."""
+    if alias is None:
+        version, source = _register(client, run_id)
+        return Registration(version, source)
+    _check_run(client, run_id)  # a bad id is a usage problem, not a reason to take the lock
+    with registry_lock(client, "register"):
+        try:
+            before = aliases(client)
+        except RegistryStateError:  # the first version of the model
+            before = {}
+        version, source = _register(client, run_id)
+        old = before.get(alias)
+        prev = before.get(CHAMPION) if alias == CHAMPION else None
+        prev_before = before.get(PREV_CHAMPION)
+        wrote_prev = False
+        try:
+            if prev is not None and prev != version:
+                client.set_registered_model_alias(MODEL_NAME, PREV_CHAMPION, str(prev))
+                wrote_prev = True
+            client.set_registered_model_alias(MODEL_NAME, alias, str(version))
+        except Exception as exc:
+            if wrote_prev:
+                _restore_alias(client, PREV_CHAMPION, prev_before)
+            raise TrackingUnavailableError(
+                f"registered v{version}, but setting @{alias} failed ({_first_line(exc)}); "
+                f"aliases restored: set @{alias} with register.py or the UI"
+            ) from exc
+        if alias == CHAMPION:
+            over = f"v{prev}" if prev is not None else "cold-start"
+            client.set_model_version_tag(
+                MODEL_NAME, str(version), "promoted_over", f"{over} (register.py, no gate)"
+            )
+        log.info("@%s: %s -> v%d", alias, _v(old), version)
+    return Registration(version, source, alias, prev if wrote_prev else None)
+
+
+def _check_run(client: MlflowClient, run_id: str) -> None:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -474,6 +598,14 @@ def register(client: MlflowClient, run_id: str) -> tuple[int, str]:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             raise RegistryStateError(f"run '{run_id}' not found: check the id (mlflow ui)") from exc
         raise
+
+
+def _register(client: MlflowClient, run_id: str) -> tuple[int, str]:
+    """Register runs:/<run_id>/model as a new version of `churn`; returns (version, run_id)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    _check_run(client, run_id)
     try:
         mv = mlflow.register_model(f"runs:/{run_id}/model", MODEL_NAME)
     except MlflowException as exc:

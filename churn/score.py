@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import glob
 import os
 import re
@@ -89,7 +90,8 @@ exit codes (score):
   1  Spark could not start, or the Spark job failed (its error is above)
   2  usage error: bad flag, no file matched --input, or input that does not fit the schema
      (the message names every bad column; nothing is written)
-  3  registry state: no such model, version or alias
+  3  registry state: no such model, version or alias, or a version that is refused (not a
+     model train.py wrote, or its artifact is missing or corrupt; nothing is written)
   4  tracking server or store unreachable or failing"""
 
 
@@ -115,6 +117,8 @@ class ModelRef:
     run_id: str
     threshold: float
     requested: str  # what the user asked for, e.g. models:/churn@champion
+    # The checked local copy Spark loads (churn/loading.py `verified_copy`), once made.
+    local: str | None = None
 
     @property
     def uri(self) -> str:
@@ -725,7 +729,7 @@ def score_frame(spark: SparkSession, typed: DataFrame, model: ModelRef, day: dat
         _quiet_pyspark_warnings()
         with _without_env_manager_warning():
             predict = mlflow.pyfunc.spark_udf(
-                spark, model.uri, result_type="double", env_manager="local"
+                spark, model.local or model.uri, result_type="double", env_manager="local"
             )
     # A struct gives the model a DataFrame with the schema's column names (not positions).
     features = F.struct(*[F.col(f"`{name}`") for name in schema.FEATURE_NAMES])
@@ -861,7 +865,7 @@ def score(
 
 def run(args: argparse.Namespace) -> int:
     """`python -m churn score` (wrapped by churn.cli.run, which maps our errors to exit codes)."""
-    from churn import tracking
+    from churn import loading, tracking
 
     def echo(message: str) -> None:
         print(f"score: {message}", file=sys.stderr, flush=True)
@@ -879,16 +883,25 @@ def run(args: argparse.Namespace) -> int:
     with tracking.store_errors(uri):
         model = resolve_model(client, args.model_uri, args.params)
     echo(f"{model.requested} is {model.name} v{model.version} (run {model.run_id})")
-    result = score(
-        files,
-        str(args.output),
-        model,
-        args.score_date or datetime.now(UTC).date(),
-        master=args.master,
-        conf=args.conf,
-        partitions=args.partitions,
-        progress=echo,
-        every=args.progress_every,
-    )
+    with contextlib.ExitStack() as keep:
+        # Checked against what train.py writes and loaded once here, before Spark starts: a
+        # corrupt or hostile version is refused (exit 3) and never reaches an executor.
+        with tracking.store_errors(uri):
+            local = keep.enter_context(
+                loading.verified_copy(
+                    model.name, model.version, "score with another version (--model-uri)"
+                )
+            )
+        result = score(
+            files,
+            str(args.output),
+            dataclasses.replace(model, local=str(local)),
+            args.score_date or datetime.now(UTC).date(),
+            master=args.master,
+            conf=args.conf,
+            partitions=args.partitions,
+            progress=echo,
+            every=args.progress_every,
+        )
     print(result.summary())
     return 0

@@ -41,6 +41,21 @@ def redact(uri: str) -> str:
     return re.sub(r"//[^/@]*@", "//***@", uri)
 
 
+# Directories of local paths: quoted ('/tmp/x/model.skops', as OSError and MLflow quote them), in
+# a store URI (sqlite:////srv/mlflow.db) or bare after a space. URL paths (http://h/api/...) stay.
+_QUOTED_DIRS = re.compile(r"""(['"])/(?:[^'"/\s]+/)+""")
+_STORE_DIRS = re.compile(r"""\b(sqlite|file):/+(?:[^'"/\s]+/)+""")
+_BARE_DIRS = re.compile(r"""(?<![\w.:/~…-])/(?:[^'"/\s]+/)+""")
+
+
+def hide_paths(text: str) -> str:
+    """`text` with the directories of local paths shown as `…/`: what answers over HTTP may say
+    (`'…/model.skops'`, `sqlite:///…/mlflow.db`) without telling where files live here."""
+    text = _QUOTED_DIRS.sub(r"\1…/", text)
+    text = _STORE_DIRS.sub(r"\1:///…/", text)
+    return _BARE_DIRS.sub("…/", text)
+
+
 def bound_http_retries() -> None:
     """MLflow's defaults retry for minutes; keep a user's own settings, else fail in seconds."""
     for key, value in _HTTP_DEFAULTS.items():

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
-from churn.tracking import bound_http_retries, redact
+from churn.tracking import bound_http_retries, hide_paths, redact
 from serve.holder import LoadedModel
 from serve.settings import ServeSettings
 
@@ -18,6 +18,11 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
+
+
+def _shown(uri: str) -> str:
+    """The tracking URI as /ready and /model may show it: no credentials, no directories."""
+    return hide_paths(redact(uri))
 
 
 class NoModelError(Exception):
@@ -87,7 +92,7 @@ class MlflowRegistry:
             if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
                 raise NoModelError(
                     f"model '{s.model_name}' is not in the registry at "
-                    f"{redact(s.tracking_uri)}: {self._no_model_hint()}"
+                    f"{_shown(s.tracking_uri)}: {self._no_model_hint()}"
                 ) from exc
             raise
         aliases = {a: int(v) for a, v in (model.aliases or {}).items()}
@@ -98,7 +103,7 @@ class MlflowRegistry:
         if alias not in aliases:
             raise NoModelError(
                 f"no version of model '{s.model_name}' has alias @{alias} at "
-                f"{redact(s.tracking_uri)}: {self._no_model_hint()}"
+                f"{_shown(s.tracking_uri)}: {self._no_model_hint()}"
             )
         return Target(aliases[alias], aliases)
 

@@ -13,7 +13,6 @@ import asyncio
 import gc
 import logging
 import random
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -21,6 +20,7 @@ from typing import Any
 
 from anyio import to_thread
 
+from churn.tracking import hide_paths
 from serve.holder import ModelHolder
 from serve.metrics import Metrics
 from serve.registry import NoModelError, Registry
@@ -82,14 +82,11 @@ class ReloadStatus:
     poll_delay_s: float | None = None
 
 
-# The directories of a quoted local path (OSError and MLflow quote them): answers and /model
-# show '…/model.skops', not where files live on this machine (a temporary download directory).
-_DIRECTORIES = re.compile(r"""(['"])/(?:[^'"/\s]+/)+""")
-
-
 def _one_line(exc: BaseException) -> str:
+    # Answers and /model show '…/model.skops', not where files live on this machine (a
+    # temporary download directory, the store's path).
     lines = str(exc).strip().splitlines()
-    text = _DIRECTORIES.sub(r"\1…/", lines[0][:300]) if lines else ""
+    text = hide_paths(lines[0][:300]) if lines else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

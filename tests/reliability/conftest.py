@@ -184,13 +184,21 @@ class RaceWorkers:
     def run(self, argv: dict[str, list[str]], at: list[float]) -> list[dict[str, Any]]:
         """Each worker runs its script with `argv[script]` at the unix time `at[i]`; their
         answers (code, out, err, began, ended) in worker order."""
-        for proc, script, when in zip(self.procs, self.scripts, at, strict=True):
+        return self.run_each([(script, argv[script]) for script in self.scripts], at)
+
+    def run_each(
+        self, commands: list[tuple[str, list[str]]], at: list[float]
+    ) -> list[dict[str, Any]]:
+        """Worker i runs `commands[i]` (script, argv) at the unix time `at[i]`; answers as `run`.
+        Fewer commands than workers leave the last workers idle."""
+        busy = self.procs[: len(commands)]
+        for proc, (script, argv), when in zip(busy, commands, at, strict=True):
             assert proc.stdin is not None
-            command = {"script": script, "argv": argv[script], "at": when}
+            command = {"script": script, "argv": argv, "at": when}
             proc.stdin.write(json.dumps(command) + "\n")
             proc.stdin.flush()
         answers = []
-        for proc in self.procs:
+        for proc in busy:
             assert proc.stdout is not None
             line = proc.stdout.readline()
             assert line, f"race worker {proc.pid} exited with {proc.wait(timeout=10)}"
@@ -221,6 +229,9 @@ class Stack:
     bad: dict[str, int]
     markers: Path  # where a hostile artifact's payload would leave its mark
     racers: RaceWorkers  # two promote.py and a rollback.py, ready to run
+    # `python -m churn score` on the garbage-estimator version, started with the stack (its
+    # seconds of imports overlap the service's start-up); test_artifacts reads its answer.
+    cold_score: ColdRun
 
     @property
     def uri(self) -> str:
@@ -249,6 +260,36 @@ class Stack:
         assert wait_until(lambda: self.service.served_version() == version, timeout, 0.1), (
             self.service.model_info()
         )
+
+
+@dataclass
+class ColdRun:
+    """A command started in a fresh interpreter, as a user runs it."""
+
+    argv: list[str]
+    out: Path  # what it must not create
+    proc: subprocess.Popen[str]
+
+    def result(self, timeout: float = 300) -> tuple[int, str, str]:
+        stdout, stderr = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, stdout, stderr
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate(timeout=10)
+
+
+def cold_score(uri: str, data: Path, version: int, work: Path) -> ColdRun:
+    out = work / f"cold-score-v{version}"
+    args = ["--input", str(data), "--output", str(out), "--model-uri", f"models:/churn/{version}"]
+    argv = [sys.executable, "-m", "churn", "score", *args, "--tracking-uri", uri]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHURN_", "MLFLOW_"))}
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    proc = subprocess.Popen(
+        argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    return ColdRun(argv, out, proc)
 
 
 def _model_dir(client: Any, version: int, dest: Path) -> Path:
@@ -357,6 +398,7 @@ def build_stack(work: Path) -> Iterator[Stack]:
     markers = work / "markers"
     markers.mkdir()
     racers = RaceWorkers(("promote", "promote", "rollback"))
+    cold: ColdRun | None = None
     server = MlflowServer(work / "server")
     server.spawn()
     try:
@@ -380,17 +422,20 @@ def build_stack(work: Path) -> Iterator[Stack]:
             ]
             good = tuple(r.version for r in sorted(trained, key=lambda r: r.metrics["auc"]))
             bad = _damaged_versions(client, uri, good[-1], work, markers)
+            cold = cold_score(uri, path, bad["garbage-estimator"], work)
             for alias in read_aliases(client):
                 client.delete_registered_model_alias("churn", alias)
             client.set_registered_model_alias("churn", "champion", str(good[0]))
             mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
             mlflow.set_registry_uri(None)  # type: ignore[arg-type]
-            stack = Stack(server, service, path, holdout, good, bad, markers, racers)
+            stack = Stack(server, service, path, holdout, good, bad, markers, racers, cold)
             wait_for_http(f"{service.url}/health", timeout=90, proc=service.proc)
             assert wait_until(lambda: service.served_version() == good[0], 90, 0.2), (
                 service.log.read_text()[-3000:]
             )
             yield stack
     finally:
+        if cold is not None:
+            cold.stop()
         racers.close()
         server.stop()

@@ -1,10 +1,12 @@
-"""Corrupt and hostile artifacts: refused by the service (the old model keeps serving) and by
-promote.py's re-evaluation (exit 3, one line, nothing written), and never deserialised.
+"""Corrupt and hostile artifacts: refused by the service (the old model keeps serving), by
+promote.py's re-evaluation, by batch scoring (`python -m churn score`) and by drift (exit 3, one
+line, nothing written), and never deserialised.
 
 Protection proved: churn/loading.py checks a version's MLmodel against what train.py writes
 (sklearn flavor, skops, only churn.model.TRUSTED_TYPES) and strips its `code` directory before
-anything is loaded; the reloader keeps the old model when loading fails. With plain
-`mlflow.pyfunc.load_model` both hostile versions below load, and their payloads run (their
+anything is loaded; the reloader keeps the old model when loading fails; score and drift load
+through it too (`verified_copy`, `load_verified`), a refusal being one line and exit 3. With
+plain `mlflow.pyfunc.load_model` both hostile versions below load, and their payloads run (their
 marker files appear): MLflow takes the format and the trusted types from the artifact itself.
 """
 
@@ -98,6 +100,88 @@ def test_promote_reevaluate_refuses_a_damaged_challenger_and_writes_nothing(
     if evaluations is not None:
         assert len(client.search_runs([evaluations.experiment_id])) == runs_before
     stack.set_aliases(champion=good)
+
+
+# Batch scoring refuses every damage before Spark starts; drift refuses a damaged @champion.
+CLI_RUNS = [("score", damage) for damage in sorted(REASONS)] + [("drift", "garbage-estimator")]
+
+
+def test_score_and_drift_refuse_a_damaged_version_in_one_line_and_write_nothing(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """`python -m churn score` and `python -m churn drift` against damaged versions: one as a
+    user runs it (its own interpreter, every byte it writes to stderr checked), the others by
+    the warm race workers (the same `main`, without paying seconds of imports each)."""
+    client = stack.client()
+
+    def drift_runs() -> int:
+        exp = client.get_experiment_by_name("churn-drift")
+        return len(client.search_runs([exp.experiment_id])) if exp is not None else 0
+
+    def argv(command: str, damage: str) -> list[str]:
+        out = tmp_path / f"{command}-{damage}"
+        if command == "score":
+            args = ["--input", str(stack.data), "--output", str(out)]
+            args += ["--model-uri", f"models:/churn/{stack.bad[damage]}"]
+        else:
+            args = ["--reference", str(stack.data), "--current", str(stack.holdout)]
+            args += ["--out-dir", str(out)]
+        return [command, *args, "--tracking-uri", stack.uri]
+
+    drift_before = drift_runs()
+    # drift compares with @champion's predictions: make it the damaged one (the service keeps
+    # serving the version it has).
+    stack.set_aliases(champion=stack.bad["garbage-estimator"])
+    results: dict[tuple[str, str], tuple[int, str, str]] = {}
+    real = ("score", "garbage-estimator")
+    try:
+        rest = [run for run in CLI_RUNS if run != real]
+        workers = len(stack.racers.procs)
+        for i in range(0, len(rest), workers):
+            batch = rest[i : i + workers]
+            commands = [("churn", argv(*run)) for run in batch]
+            answers = stack.racers.run_each(commands, [0.0] * len(batch))
+            for run, answer in zip(batch, answers, strict=False):
+                results[run] = (answer["code"], answer["out"], answer["err"])
+        # Started with the stack (conftest `cold_score`), in its own interpreter.
+        results[real] = stack.cold_score.result()
+    finally:
+        stack.cold_score.stop()
+        stack.serve(stack.good[0])
+    assert sorted(results) == sorted(CLI_RUNS)
+    for (command, damage), (code, stdout, stderr) in results.items():
+        what = (command, damage, stderr)
+        bad = stack.bad[damage]
+        assert (code, stdout) == (3, ""), what
+        assert "Traceback" not in stderr, what
+        errors = [line for line in stderr.splitlines() if "error" in line.lower()]
+        reason = REASONS[damage].format(v=bad).removeprefix("UntrustedModelError: ")
+        what_next = {
+            "score": "score with another version (--model-uri)",
+            "drift": "point @champion at a loadable version",
+        }[command]
+        assert len(errors) == 1, what
+        [line] = errors
+        assert line.startswith(
+            f"churn {command}: error: could not load models:/churn/{bad}: {reason}"
+        ), what
+        assert line.endswith(f"; {what_next}"), what
+        assert leaks(line) is None, what
+        out = (
+            stack.cold_score.out if (command, damage) == real else tmp_path / f"{command}-{damage}"
+        )
+        assert not out.exists(), what  # no scores, no report
+    # Besides the error, the real process wrote only score's progress line.
+    assert [line for line in results[real][2].splitlines() if "error" not in line] == [
+        f"score: models:/churn/{stack.bad['garbage-estimator']} is churn "
+        f"v{stack.bad['garbage-estimator']} (run {_run_of(stack, stack.bad['garbage-estimator'])})"
+    ]
+    no_payload_ran(stack.markers)
+    assert drift_runs() == drift_before  # and no drift run logged
+
+
+def _run_of(stack: Stack, version: int) -> str:
+    return str(stack.client().get_model_version("churn", str(version)).run_id)
 
 
 def stack_aliases(stack: Stack) -> dict[str, int]:

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import shutil
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -233,3 +235,57 @@ def test_the_admin_token_is_compared_in_constant_time(monkeypatch: pytest.Monkey
         token.encode(),
     ]
     assert {b for _, b in compared} == {token.encode()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Not ready: the answers say why, without where the store lives on this machine.
+
+
+@pytest.mark.parametrize("store", ["empty", "unopenable"])
+def test_not_ready_answers_name_the_problem_without_paths(
+    store: str, tmp_path: Path, template_db: Path
+) -> None:
+    """Protection proved: serve/registry.py and serve/reloader.py pass store URIs and error
+    messages through churn.tracking.hide_paths. Without it /ready's 503 (and /model, and
+    /predict's 503) show sqlite:////<tmp_path>/srv/private-store/mlflow.db."""
+    import mlflow
+
+    private = tmp_path / "srv" / "private-store"
+    private.mkdir(parents=True)
+    db = private / "mlflow.db"
+    if store == "empty":
+        shutil.copy(template_db, db)
+    else:  # a database file that is not one: every read fails
+        db.write_bytes(b"not a database" * 100)
+    settings = ServeSettings(tracking_uri=f"sqlite:///{db}", reload_interval=0.2)
+    try:
+        with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+
+            def reason() -> str | None:
+                info = client.get("/model").json()["reload"]
+                last = info.get("last_error") or {}
+                return info.get("waiting") or last.get("message")
+
+            assert wait_until(lambda: reason() is not None, 30, 0.1), client.get("/model").text
+            answers = {
+                "/ready": client.get("/ready"),
+                "/model": client.get("/model"),
+                "/predict": client.post("/predict", json=EXAMPLE_ROWS[0]),
+            }
+    finally:
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+    assert answers["/ready"].status_code == 503
+    assert answers["/predict"].status_code == 503
+    detail = answers["/ready"].json()["detail"]
+    if store == "empty":
+        assert detail.startswith(
+            "model 'churn' is not in the registry at sqlite:///…/mlflow.db: run the pipeline"
+        ), detail
+    else:
+        assert detail.endswith("; retrying"), detail
+    for path, resp in answers.items():
+        text = resp.text
+        assert str(tmp_path) not in text and "private-store" not in text, (path, text)
+        assert leaks(text) is None, (path, text)
+        assert "\n" not in detail
