@@ -117,14 +117,19 @@ def format_decision_header(d: GateDecision) -> list[str]:
     return [champ, f"challenger : v{d.challenger.version}  {m}={d.challenger.score:.4f}"]
 
 
+def _signed(x: float) -> str:
+    """`+0.0123`; a difference that rounds to zero is `+0.0000`, never `-0.0000`."""
+    return f"{round(x, 4) + 0.0:+.4f}"
+
+
 def format_paired(d: GateDecision) -> str:
     """`paired diff auc=+0.0123  95% CI [+0.0071, +0.0176] (1000 bootstrap resamples, ...)`."""
     p = d.paired
     if p is None:
         raise ValueError("no paired evaluation in this decision")
-    interval = f"{p.confidence:.0%} CI [{p.low:+.4f}, {p.high:+.4f}]"
+    interval = f"{p.confidence:.0%} CI [{_signed(p.low)}, {_signed(p.high)}]"
     return (
-        f"paired diff {d.metric}={p.diff:+.4f}  {interval} "
+        f"paired diff {d.metric}={_signed(p.diff)}  {interval} "
         f"({p.resamples} bootstrap resamples, {p.rows:,} holdout rows)"
     )
 
@@ -135,8 +140,8 @@ def format_refusal(d: GateDecision) -> str:
         bound, side = ("upper", "< 0") if d.lower_is_better else ("lower", "> 0")
         value = d.paired.high if d.lower_is_better else d.paired.low
         return (
-            f"GATE FAILED: {d.paired.confidence:.0%} CI {bound} bound {value:+.4f} is not {side} "
-            "(the difference may be noise). No change."
+            f"GATE FAILED: {d.paired.confidence:.0%} CI {bound} bound {_signed(value)} is not "
+            f"{side} (the difference may be noise). No change."
         )
     return f"GATE FAILED: needs {op} {d.required:.4f}. No change."
 

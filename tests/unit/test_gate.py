@@ -6,7 +6,9 @@ import pytest
 
 from churn.registry import (
     Candidate,
+    PairedDiff,
     format_decision_header,
+    format_paired,
     format_refusal,
     gate,
 )
@@ -61,3 +63,14 @@ def test_lower_is_better_metrics_gate_the_other_way(
     assert d.promote is promote
     if not promote:
         assert format_refusal(d) == "GATE FAILED: needs <= 0.3980. No change."
+
+
+def test_a_difference_that_rounds_to_zero_prints_without_a_minus_sign() -> None:
+    paired = PairedDiff(diff=-1e-6, low=-0.00004, high=0.01234, resamples=1000, rows=4000)
+    d = gate(Candidate(1, 0.86), Candidate(2, 0.86), "auc", 0.002, paired)
+    assert format_paired(d) == (
+        "paired diff auc=+0.0000  95% CI [+0.0000, +0.0123] "
+        "(1000 bootstrap resamples, 4,000 holdout rows)"
+    )
+    refused = gate(Candidate(1, 0.86), Candidate(2, 0.8625), "auc", 0.002, paired)
+    assert format_refusal(refused).startswith("GATE FAILED: 95% CI lower bound +0.0000 is not > 0")
