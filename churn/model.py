@@ -4,6 +4,11 @@ Serving and batch scoring go through `mlflow.pyfunc`, whose contract is `predict
 Wrapping the pipeline makes that call return the churn probability directly (the number the
 API reports and the threshold is applied to) instead of a hard 0/1 label; `predict_proba` is kept
 for sklearn-flavour consumers. The wrapper is serialised with skops, not pickle.
+
+Scoring reads the fitted preprocessing as plain arrays (`_Encoding`, derived on first use and
+never serialised) and hands the classifier the same matrix the ColumnTransformer would build:
+a one-row predict drops from ~7 ms to ~0.3 ms, the pipeline's own preprocessing being almost
+all of it. Rows it is not sure of (a None category, a text number...) go through the pipeline.
 """
 
 from __future__ import annotations
@@ -26,6 +31,120 @@ if TYPE_CHECKING:
     from mlflow.models import ModelSignature
 
 
+class _Vocabulary(dict[Any, int]):
+    """Category -> its index; anything else -> -1."""
+
+    def __missing__(self, key: Any) -> int:
+        return -1
+
+
+class _Encoding:
+    """The fitted preprocessing of `build`'s pipeline, as plain arrays: the same matrix the
+    ColumnTransformer produces, without its per-call overhead (column selection, validation,
+    sparse stacking: ~7 ms of a ~7.1 ms one-row predict, the classifier being ~0.1 ms).
+
+    Exact by construction: the same values are computed by the same float64 operations
+    (impute NaN with `statistics_`, then `(x - mean_) / scale_`; one-hot columns in
+    `categories_` order, an unknown string category being an all-zero block, as
+    `handle_unknown="ignore"` does). Anything it is not sure of goes to the pipeline instead.
+    """
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        preprocess, classifier = pipeline.steps[0][1], pipeline.steps[-1][1]
+        if len(pipeline.steps) != 2 or not isinstance(preprocess, ColumnTransformer):
+            raise TypeError("not build()'s pipeline")
+        if preprocess.remainder != "drop" or preprocess.sparse_threshold != 0.0:
+            raise TypeError("unexpected ColumnTransformer settings")
+        fitted = [(n, t, c) for n, t, c in preprocess.transformers_ if n != "remainder"]
+        if [n for n, _, _ in fitted] != ["categorical", "numeric"]:
+            raise TypeError("unexpected transformers")
+        (_, encoder, cat_cols), (_, numeric, num_cols) = fitted
+        if not (
+            isinstance(encoder, OneHotEncoder)
+            and encoder.handle_unknown == "ignore"
+            and encoder.drop_idx_ is None
+            and not getattr(encoder, "_infrequent_enabled", False)
+            and isinstance(numeric, Pipeline)
+            and [type(s) for _, s in numeric.steps] == [SimpleImputer, StandardScaler]
+        ):
+            raise TypeError("unexpected encoder or numeric steps")
+        imputer, scaler = numeric.steps[0][1], numeric.steps[1][1]
+        statistics = np.asarray(imputer.statistics_, dtype=np.float64)
+        if (
+            imputer.add_indicator
+            or not (imputer.missing_values is np.nan or np.isnan(imputer.missing_values))
+            or np.isnan(statistics).any()  # an all-missing column is dropped: not handled here
+            or not (scaler.with_mean and scaler.with_std)
+        ):
+            raise TypeError("unexpected imputer or scaler")
+        self.categorical = [str(c) for c in cat_cols]
+        self.numeric = [str(c) for c in num_cols]
+        self.columns = pd.Index([*self.categorical, *self.numeric])
+        # Every category of every column in one hash index (one lookup per call for all the
+        # categorical cells), and `table[j, k]`: the output column of category k of column j
+        # (-1 when column j has no such category: an unknown value, an all-zero block).
+        categories: list[str] = []
+        for cats in encoder.categories_:
+            if cats.dtype != object or not all(type(c) is str for c in cats):
+                raise TypeError("non-string categories")
+            categories.extend(c for c in cats if c not in categories)
+        self.vocabulary = _Vocabulary((c, i) for i, c in enumerate(categories))
+        table = np.full((len(self.categorical), len(categories) + 1), -1, dtype=np.intp)
+        offset = 0
+        for j, cats in enumerate(encoder.categories_):
+            table[j, [self.vocabulary[c] for c in cats]] = offset + np.arange(len(cats))
+            offset += len(cats)
+        self.table = table
+        self.n_onehot = offset
+        self.statistics = statistics
+        self.mean = np.asarray(scaler.mean_, dtype=np.float64)
+        self.scale = np.asarray(scaler.scale_, dtype=np.float64)
+        self.width = offset + len(self.numeric)
+        self.classifier = classifier
+
+    def matrix(self, X: pd.DataFrame) -> np.ndarray | None:
+        """The pipeline's preprocessed matrix of `X`, or None when the pipeline must decide."""
+        if not X.columns.is_unique:
+            return None
+        where = X.columns.get_indexer(self.columns)
+        if (where < 0).any():
+            return None  # a missing column: the pipeline's error message
+        # One conversion of the whole frame (cheap: mlflow hands over a frame of few blocks);
+        # per-column Series access costs ~20 µs a column, more than the rest together.
+        cells = X.to_numpy(dtype=object)
+        n, k = len(X), len(self.categorical)
+        labels = cells[:, where[:k]]
+        try:
+            # A dict lookup per cell, looped in C (~40 ns a cell; pandas' get_indexer on object
+            # arrays costs several times that).
+            found = np.fromiter(
+                map(self.vocabulary.__getitem__, labels.ravel()), dtype=np.intp, count=n * k
+            ).reshape(n, k)
+        except TypeError:
+            return None  # an unhashable value
+        if (found < 0).any():
+            odd = labels[found < 0]
+            if not all(isinstance(v, str) for v in odd):
+                return None  # None, NaN, a number: what sklearn does with it is its own business
+        cols = self.table[np.arange(k), found]  # found == -1 -> the table's last column: -1
+        out = np.zeros((n, self.width), dtype=np.float64)
+        hit = cols >= 0
+        out[np.nonzero(hit)[0], cols[hit]] = 1.0
+        try:
+            numbers = cells[:, where[k:]].astype(np.float64)
+        except (TypeError, ValueError):
+            return None
+        if np.isinf(numbers).any():
+            return None  # sklearn refuses infinity: let it say so
+        missing = np.isnan(numbers)
+        if missing.any():
+            numbers = np.where(missing, self.statistics, numbers)
+        numbers -= self.mean
+        numbers /= self.scale
+        out[:, self.n_onehot :] = numbers
+        return out
+
+
 class ChurnProbability(BaseEstimator):
     """`predict(X)` -> P(churn) per row, shape (n,)."""
 
@@ -33,14 +152,40 @@ class ChurnProbability(BaseEstimator):
         self.pipeline = pipeline
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> ChurnProbability:
+        self.__dict__.pop("_encoding", None)
         self.pipeline.fit(X, y)
         return self
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The encoding is derived from the fitted pipeline: never serialised (skops would have
+        # to trust its type), rebuilt on first use after loading, so models registered before
+        # it existed get it too.
+        state = dict(super().__getstate__())
+        state.pop("_encoding", None)
+        return state
+
+    def _encoded(self, X: Any) -> np.ndarray | None:
+        if not isinstance(X, pd.DataFrame):
+            return None
+        encoding = self.__dict__.get("_encoding")
+        if encoding is None:
+            try:
+                encoding = _Encoding(self.pipeline)
+            except (TypeError, ValueError, AttributeError, IndexError):
+                encoding = False  # not build()'s structure: the pipeline, always
+            self.__dict__["_encoding"] = encoding
+        if not isinstance(encoding, _Encoding):
+            return None
+        return encoding.matrix(X)
+
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.pipeline.predict_proba(X)[:, 1], dtype=np.float64)
+        return np.asarray(self.predict_proba(X)[:, 1], dtype=np.float64)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.pipeline.predict_proba(X))
+        matrix = self._encoded(X)
+        if matrix is None:
+            return np.asarray(self.pipeline.predict_proba(X))
+        return np.asarray(self.__dict__["_encoding"].classifier.predict_proba(matrix))
 
 
 # skops refuses to load any type not listed. These are the types our own estimators store beyond

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from importlib import metadata
 from typing import Any
 
@@ -285,19 +285,21 @@ def create_app(
         version = model.version
         predictions = [
             {
-                "customerID": row.customerID,  # type: ignore[attr-defined]
+                "customerID": customer,
                 "churn_probability": p,
                 "churn": p >= threshold,
                 "model_version": version,
             }
-            for row, p in zip(rows, scored.probabilities.tolist(), strict=True)
+            for customer, p in zip(
+                api.customer_ids(rows), scored.probabilities.tolist(), strict=True
+            )
         ]
         after_champion(rows, scored)
         return json_response(
             {"predictions": predictions, "model": model.ref(), "threshold": threshold}
         )
 
-    def after_champion(rows: list[Any], scored: Scored) -> None:
+    def after_champion(rows: Sequence[Any], scored: Scored) -> None:
         """Bookkeeping for rows the champion answered: O(1) each, the work is done later."""
         model = scored.model
         metrics.predictions.labels(str(model.version), "champion").inc(len(rows))
@@ -305,10 +307,10 @@ def create_app(
         if shadow is not None:
             shadow.submit(rows, scored.probabilities, model)
 
-    async def predict_split(rows: list[Any], sides: list[bool]) -> Response:
+    async def predict_split(rows: Sequence[Any], sides: list[bool]) -> Response:
         """Rows of this request on both sides: each side scored in its own batch, in parallel."""
         assert challenger_batcher is not None
-        mine = [r for r, side in zip(rows, sides, strict=True) if not side]
+        mine: Sequence[Any] = [r for r, side in zip(rows, sides, strict=True) if not side]
         theirs = [r for r, side in zip(rows, sides, strict=True) if side]
         try:
             if mine:

@@ -27,17 +27,17 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-
-from pydantic import BaseModel
+from typing import Any
 
 from serve.holder import ModelHolder, Scored
+from serve.schema import Batch
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class _Pending:
-    rows: Sequence[BaseModel]
+    rows: Sequence[Any]
     future: asyncio.Future[Scored]
 
 
@@ -72,7 +72,7 @@ class MicroBatcher:
             self._arriving -= 1
             self._wakeup.set()
 
-    async def score(self, rows: Sequence[BaseModel]) -> Scored:
+    async def score(self, rows: Sequence[Any]) -> Scored:
         """Score `rows` in the next batch; the result holds only these rows' probabilities."""
         future: asyncio.Future[Scored] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(rows, future))
@@ -125,9 +125,11 @@ class MicroBatcher:
         live = [p for p in batch if not p.future.done()]  # a cancelled request needs no score
         if not live:
             return
-        rows: list[BaseModel] = []
-        for pending in live:
-            rows.extend(pending.rows)
+        rows: Sequence[Any]
+        if all(isinstance(p.rows, Batch) for p in live):
+            rows = Batch.concat([p.rows for p in live])  # type: ignore[misc]
+        else:
+            rows = [row for pending in live for row in pending.rows]
         assert self._executor is not None
         loop = asyncio.get_running_loop()
         self._scoring = len(live)

@@ -16,10 +16,10 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel
 
 from churn import schema
 from churn.schema import Kind
+from serve.schema import Batch
 
 
 class Predictor(Protocol):
@@ -64,8 +64,13 @@ _DTYPES: dict[str, Any] = {
 }
 
 
-def frame(rows: Sequence[BaseModel]) -> pd.DataFrame:
-    """Validated rows -> the model's input frame, built column by column in schema order."""
+def frame(rows: Sequence[Any]) -> pd.DataFrame:
+    """Validated rows -> the model's input frame, built column by column in schema order.
+
+    A `Batch` (rows the column-wise validation accepted, serve/schema.py) already holds its
+    columns and builds the same frame from them (tests/unit/test_schema_fast.py)."""
+    if isinstance(rows, Batch):
+        return rows.frame()
     columns: dict[str, Any] = {}
     for name, dtype in _DTYPES.items():
         values = [getattr(r, name) for r in rows]
@@ -105,7 +110,7 @@ class ModelHolder:
             old, self._current = self._current, None
         return old
 
-    def score(self, rows: Sequence[BaseModel]) -> Scored:
+    def score(self, rows: Sequence[Any]) -> Scored:
         """Score `rows` with the model current at the call: one read of the reference, one
         `predict` call. This is the step a micro-batcher would wrap."""
         model = self._current

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from churn.profile import Profile
 from serve.holder import frame
 from serve.metrics import Metrics
+from serve.schema import Batch
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +72,13 @@ class TrafficMonitor:
                 end += 1
             if self.profile.model_version != version:
                 self.profile = Profile(model_version=version)
-            rows = [r for item in items[start:end] for r in item[0]]
+            group = [item[0] for item in items[start:end]]
             proba = np.concatenate([item[1] for item in items[start:end]])
-            self.profile.add(frame(rows), proba)
+            if all(isinstance(rows, Batch) for rows in group):
+                data = Batch.concat(group).frame()  # type: ignore[arg-type]
+            else:
+                data = frame([r for rows in group for r in rows])
+            self.profile.add(data, proba)
             start = end
 
     async def run(self) -> None:

@@ -8,11 +8,16 @@ got 'Monthly'`) changes only when the schema does.
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain, repeat
+from operator import itemgetter, methodcaller
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import orjson
+import pandas as pd
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -219,8 +224,11 @@ def _field_message(name: str, error_type: str, value: Any) -> str:
     return f"{expectation(schema.BY_NAME[name])}; got {_show(value)}"
 
 
-def parse(body: bytes, max_batch_size: int) -> tuple[list[BaseModel], bool]:
-    """Validate a /predict body: (rows, was_batch). Raises RequestError with every problem."""
+def parse(body: bytes, max_batch_size: int) -> tuple[Sequence[Any], bool]:
+    """Validate a /predict body: (rows, was_batch). Raises RequestError with every problem.
+
+    Each row has the request fields as attributes (`row.tenure`, `row.customerID`): the rows
+    are `Customer` models, or a `Batch` of `FastRow`s when the batch passed `fast_rows`."""
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -257,7 +265,10 @@ def parse(body: bytes, max_batch_size: int) -> tuple[list[BaseModel], bool]:
     return _rows(instances, prefix=lambda i: f"instances[{i}]"), True
 
 
-def _rows(instances: list[Any], prefix: Any) -> list[BaseModel]:
+def _rows(instances: list[Any], prefix: Any) -> Sequence[Any]:
+    fast = fast_rows(instances)
+    if fast is not None:
+        return fast
     try:
         return _ROWS.validate_python(instances)
     except ValidationError as exc:
@@ -281,3 +292,172 @@ def _messages(
         value = instances[index].get(name) if isinstance(instances[index], dict) else None
         out.setdefault(where, _field_message(name, err["type"], value))
     return tuple(out.items())
+
+
+# ---------------------------------------------------------------------------------------------
+# The fast path: a whole batch checked column by column.
+#
+# pydantic validates a 1,000-row batch in ~8 ms (cell by cell, through each field's validator
+# chain), more than the model takes to score it. Rows as clients send them (every value of the
+# expected JSON type and in range) are checked here with a few C-level passes per column
+# instead: `fast_rows` either accepts the batch, with the values pydantic would produce, or
+# returns None and pydantic decides, so what is accepted and every error message stay pydantic's
+# (tests/unit/test_schema_fast.py checks this property on generated bodies).
+
+FEATURE_NAMES: tuple[str, ...] = tuple(c.name for c in REQUEST_COLUMNS if c.kind is not Kind.ID)
+# A validated row; its fields are `Customer`'s, read the same way (`row.Contract`).
+FastRow: Any = namedtuple("FastRow", [*FEATURE_NAMES, schema.ID_COLUMN])  # type: ignore[misc]
+_features = itemgetter(*FEATURE_NAMES)
+_get_id = methodcaller("get", schema.ID_COLUMN)
+_NUMBER_TYPES = frozenset({int, float})
+_NULLABLE_NUMBER_TYPES = frozenset({int, float, type(None)})
+_ID_TYPES = frozenset({str, type(None)})
+_EXACT_FLOAT = 2**53  # beyond this an int's float is rounded: let pydantic decide
+
+
+def _column(column: Column, values: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """The column's values as pydantic would store them, or None to let pydantic judge."""
+    if column.kind is Kind.CATEGORY:
+        # Only a str equals one of these strings (JSON has no str subclasses); a list or an
+        # object is unhashable: TypeError, caught by the caller.
+        return values if set(values) <= _ALLOWED[column.name] else None
+    types = set(map(type, values))
+    if column.kind in (Kind.FLAG, Kind.INTEGER):
+        # Exactly int: bool is its own type here; a whole float (8.0) is pydantic's to convert.
+        ok = types == {int} and _in_range(column, min(values), max(values))
+        return values if ok else None
+    if column.kind is not Kind.NUMBER:
+        return None
+    if not types <= (_NULLABLE_NUMBER_TYPES if column.nullable else _NUMBER_TYPES):
+        return None
+    present = tuple(v for v in values if v is not None) if type(None) in types else values
+    if not present:
+        return values
+    low, high = min(present), max(present)
+    if not _in_range(column, low, high):
+        return None
+    if int in types:
+        if not (low >= -_EXACT_FLOAT and high <= _EXACT_FLOAT):
+            return None
+        return tuple(v if v is None else float(v) for v in values)  # as pydantic stores it
+    return values
+
+
+def _in_range(column: Column, low: float, high: float) -> bool:
+    return (column.minimum is None or low >= column.minimum) and (
+        column.maximum is None or high <= column.maximum
+    )
+
+
+_ALLOWED: dict[str, frozenset[str]] = {
+    c.name: frozenset(c.categories) for c in REQUEST_COLUMNS if c.kind is Kind.CATEGORY
+}
+_CHECKED: tuple[Column, ...] = tuple(c for c in REQUEST_COLUMNS if c.kind is not Kind.ID)
+_FRAME_COLUMNS = pd.Index([c.name for c in _CHECKED])  # as pandas labels the columns of a dict
+
+
+def fast_rows(instances: list[Any]) -> Batch | None:
+    """`instances` as `FastRow`s when every row is plainly valid; None to let pydantic judge."""
+    n = len(instances)
+    if not n or set(map(type, instances)) != {dict}:
+        return None
+    try:
+        values = list(map(_features, instances))  # KeyError: a field is missing
+        ids = list(map(_get_id, instances))
+    except KeyError:
+        return None
+    with_id = sum(map(dict.__contains__, instances, repeat(schema.ID_COLUMN)))
+    if sum(map(len, instances)) != n * len(FEATURE_NAMES) + with_id:
+        return None  # an unknown field
+    columns: list[tuple[Any, ...]] = []
+    try:
+        for column, raw in zip(_CHECKED, zip(*values, strict=True), strict=True):
+            checked = _column(column, raw)
+            if checked is None:
+                return None
+            columns.append(checked)
+    except TypeError:  # an unhashable value (a list) in a category column
+        return None
+    id_types = set(map(type, ids))
+    if not id_types <= _ID_TYPES:
+        return None
+    if str in id_types and max(len(i) for i in ids if i is not None) > ID_MAX_LENGTH:
+        return None
+    return Batch(tuple(columns), tuple(ids))
+
+
+class Batch(Sequence[Any]):
+    """Rows validated by `fast_rows`, kept as columns: the model's frame is built from them
+    directly (`frame()`), and a `FastRow` is only made for code that asks for a row."""
+
+    __slots__ = ("columns", "ids")
+
+    def __init__(self, columns: tuple[tuple[Any, ...], ...], ids: tuple[str | None, ...]) -> None:
+        self.columns = columns  # FEATURE_NAMES order
+        self.ids = ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return FastRow._make([*(column[index] for column in self.columns), self.ids[index]])
+
+    def __iter__(self) -> Any:
+        return map(FastRow, *self.columns, self.ids)
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == list(other) if isinstance(other, Sequence) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @staticmethod
+    def concat(batches: Sequence[Batch]) -> Batch:
+        if len(batches) == 1:
+            return batches[0]
+        columns = tuple(
+            tuple(chain.from_iterable(b.columns[i] for b in batches))
+            for i in range(len(FEATURE_NAMES))
+        )
+        return Batch(columns, tuple(chain.from_iterable(b.ids for b in batches)))
+
+    def frame(self) -> pd.DataFrame:
+        """The same frame as `serve.holder.frame(list(self))`, without going through rows."""
+        arrays: list[Any] = []
+        for column, values in zip(_CHECKED, self.columns, strict=True):
+            if column.kind is Kind.CATEGORY:
+                cells = np.empty(len(values), dtype=object)
+                cells[:] = values
+                arrays.append(cells)
+            elif column.kind is Kind.NUMBER:
+                if column.nullable and None in values:
+                    values = tuple(np.nan if v is None else v for v in values)
+                arrays.append(np.array(values, dtype=np.float64))
+            else:
+                arrays.append(np.array(values, dtype=np.int64))
+        # pandas 3 infers a `str` dtype for object arrays of strings passed to the DataFrame
+        # constructor; the model's frames hold object columns, and converting each through
+        # `pd.Series(..., dtype=object)` costs ~0.6 ms a call, a third of a one-row request.
+        # `_from_arrays` takes the arrays as they are (object stays object) in ~0.05 ms; it is
+        # private, so any change in it falls back to the public route.
+        try:
+            return pd.DataFrame._from_arrays(  # type: ignore[attr-defined]
+                arrays, columns=_FRAME_COLUMNS, index=pd.RangeIndex(len(self)),
+                verify_integrity=False,
+            )  # fmt: skip
+        except (AttributeError, TypeError):
+            return pd.DataFrame(
+                {
+                    c.name: pd.Series(a, dtype=object) if a.dtype == object else a
+                    for c, a in zip(_CHECKED, arrays, strict=True)
+                },
+                copy=False,
+            )
+
+
+def customer_ids(rows: Sequence[Any]) -> Sequence[str | None]:
+    """Each row's customerID, in order."""
+    if isinstance(rows, Batch):
+        return rows.ids
+    return [row.customerID for row in rows]

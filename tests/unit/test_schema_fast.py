@@ -1,0 +1,173 @@
+"""The batch fast path of request validation agrees with pydantic on generated bodies.
+
+`serve.schema.fast_rows` either accepts a batch, with exactly the values pydantic would store,
+or declines and pydantic decides (so 422 messages are pydantic's). Property: whenever the fast
+path accepts, pydantic accepts too and yields the same values; plainly valid batches (what
+clients send) are always accepted by the fast path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from churn import schema
+from churn.schema import Kind
+from serve import schema as api
+from serve.holder import frame
+
+ODD: list[Any] = [None, True, False, "", " ", "Yes", "1", 1, 0, -1, 1.5, 8.0, [], {}, 2**60]
+
+
+def valid_value(column: schema.Column) -> st.SearchStrategy[Any]:
+    if column.kind is Kind.CATEGORY:
+        return st.sampled_from(column.categories)
+    if column.kind in (Kind.FLAG, Kind.INTEGER):
+        return st.integers(int(column.minimum or 0), int(column.maximum or 1))
+    if column.kind is Kind.NUMBER:
+        numbers = st.floats(0, 1e7, allow_nan=False) | st.integers(0, 10**6)
+        return numbers | st.none() if column.nullable else numbers
+    return st.none() | st.text(max_size=64)  # customerID
+
+
+def any_value(column: schema.Column) -> st.SearchStrategy[Any]:
+    near = st.floats(-10, 100, allow_nan=False) | st.integers(-3, 100) | st.text(max_size=3)
+    if column.kind is Kind.ID:
+        near = near | st.text(min_size=60, max_size=70)
+    return valid_value(column) | st.sampled_from(ODD) | near
+
+
+@st.composite
+def valid_row(draw: st.DrawFn) -> dict[str, Any]:
+    row = {c.name: draw(valid_value(c)) for c in api.REQUEST_COLUMNS}
+    if draw(st.booleans()):
+        del row[schema.ID_COLUMN]  # optional
+    return row
+
+
+@st.composite
+def any_row(draw: st.DrawFn) -> Any:
+    row: dict[str, Any] = {}
+    for c in api.REQUEST_COLUMNS:
+        choice = draw(st.integers(0, 9))
+        if choice == 0:
+            continue  # missing
+        row[c.name] = draw(any_value(c) if choice == 1 else valid_value(c))
+    if draw(st.integers(0, 9)) == 0:
+        row[draw(st.sampled_from(["Churn", "extra", "tenure "]))] = 1
+    if draw(st.integers(0, 19)) == 0:
+        return draw(st.sampled_from([None, 1, "row", [row]]))
+    return row
+
+
+def pydantic_rows(instances: list[Any]) -> list[Any] | None:
+    try:
+        return api._ROWS.validate_python(instances)
+    except ValidationError:
+        return None
+
+
+def values(row: Any) -> dict[str, tuple[type, Any]]:
+    return {c.name: (type(v := getattr(row, c.name)), v) for c in api.REQUEST_COLUMNS}
+
+
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FAST
+@given(st.lists(any_row(), min_size=1, max_size=6))
+def test_the_fast_path_accepts_only_what_pydantic_accepts(instances: list[Any]) -> None:
+    fast = api.fast_rows(instances)
+    slow = pydantic_rows(instances)
+    if fast is None:
+        return
+    assert slow is not None, "the fast path accepted a batch pydantic refuses"
+    assert [values(r) for r in fast] == [values(r) for r in slow]
+
+
+@FAST
+@given(st.lists(valid_row(), min_size=1, max_size=20))
+def test_plainly_valid_batches_take_the_fast_path(instances: list[dict[str, Any]]) -> None:
+    body = orjson.loads(orjson.dumps({"instances": instances}))["instances"]  # as clients send
+    fast = api.fast_rows(body)
+    slow = pydantic_rows(body)
+    assert slow is not None
+    assert fast is not None
+    assert [values(r) for r in fast] == [values(r) for r in slow]
+    # The frame built from the columns is the one the rows would give.
+    pd.testing.assert_frame_equal(fast.frame(), frame(slow))
+    pd.testing.assert_frame_equal(fast.frame(), frame(list(fast)))
+    assert list(api.customer_ids(fast)) == [r.customerID for r in slow]
+    halves = api.Batch.concat([fast, fast])
+    pd.testing.assert_frame_equal(
+        halves.frame(), pd.concat([frame(slow), frame(slow)], ignore_index=True)
+    )
+
+
+@FAST
+@given(st.lists(any_row(), min_size=1, max_size=6))
+def test_parse_answers_as_pydantic_does(instances: list[Any]) -> None:
+    """Through `parse`: the same rows or the same error list, fast path or not."""
+    body = orjson.dumps({"instances": instances})
+    slow = pydantic_rows(instances)
+    try:
+        rows, batch = api.parse(body, 100)
+    except api.RequestError as exc:
+        assert slow is None
+        assert exc.errors  # worded from pydantic's errors, as before
+        return
+    assert batch
+    assert slow is not None
+    assert [values(r) for r in rows] == [values(r) for r in slow]
+
+
+def test_edge_values() -> None:
+    base = dict(api.EXAMPLE_ROWS[0])
+    cases: list[tuple[str, Any, bool]] = [
+        ("tenure", 8.0, False),  # pydantic converts: its job
+        ("tenure", True, False),
+        ("SeniorCitizen", 2, False),
+        ("MonthlyCharges", 5, True),  # an int for a number: stored as float
+        ("MonthlyCharges", -0.01, False),
+        ("MonthlyCharges", 2**60, False),
+        ("TotalCharges", None, True),
+        ("TotalCharges", "", False),  # blank is null: pydantic's conversion
+        ("Contract", "Monthly", False),
+        ("Contract", ["One year"], False),
+        ("customerID", "x" * 64, True),
+        ("customerID", "x" * 65, False),
+        ("customerID", 7, False),
+    ]
+    for name, value, fast in cases:
+        row = {**base, name: value}
+        got = api.fast_rows([row])
+        assert (got is not None) is fast, (name, value)
+        slow = pydantic_rows([row])
+        if got is not None:
+            assert slow is not None
+            assert values(got[0]) == values(slow[0])
+    got = api.fast_rows([{**base, "MonthlyCharges": 5}])
+    assert got is not None and type(got[0].MonthlyCharges) is float
+    assert api.fast_rows([]) is None
+    assert np.isnan(frame(api.fast_rows([{**base, "TotalCharges": None}]) or [])["TotalCharges"][0])
+
+
+def test_the_frame_without_pandas_private_constructor(monkeypatch: Any) -> None:
+    rows = [dict(r) for r in api.EXAMPLE_ROWS] + [{**api.EXAMPLE_ROWS[0], "TotalCharges": None}]
+    batch = api.fast_rows(rows)
+    assert batch is not None
+    fast = batch.frame()
+
+    def gone(*_a: Any, **_k: Any) -> None:
+        raise AttributeError("_from_arrays")
+
+    monkeypatch.setattr(pd.DataFrame, "_from_arrays", gone, raising=False)
+    public = batch.frame()
+    pd.testing.assert_frame_equal(fast, public)
+    pd.testing.assert_frame_equal(fast, frame(list(batch)))
