@@ -43,6 +43,9 @@ def quiet_mlflow() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     # With a server MLflow prints "View run ... at" links into stdout, which is our results channel.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    # A model is a few hundred KB: a "Downloading artifacts" bar per load is noise between our
+    # lines (and two of them for every gate that re-evaluates).
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # uv venvs have no pip; MLflow warns it cannot pin pip in the model's conda.yaml.
     logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)

@@ -85,7 +85,10 @@ def _figures(y_true: np.ndarray, proba: np.ndarray, threshold: float, auc: float
     from matplotlib import pyplot as plt
 
     roc_fig, ax = plt.subplots(figsize=(5, 5))
-    skm.RocCurveDisplay.from_predictions(y_true, proba, ax=ax, name=f"churn (AUC {auc:.3f})")
+    # Built from the curve, not from_predictions: that appends its own 2-decimal "(AUC = ...)"
+    # to the name, and the legend would show the AUC twice.
+    fpr, tpr, _ = skm.roc_curve(y_true, proba)
+    skm.RocCurveDisplay(fpr=fpr, tpr=tpr, name=f"churn (AUC {auc:.3f})").plot(ax=ax)
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
     ax.set_title("ROC on the held-out split")
     cm_fig, ax = plt.subplots(figsize=(5, 4.5))
@@ -188,7 +191,7 @@ def train(
             dataset = from_pandas(
                 df, source=str(data_path), name=data_path.name, targets=schema.LABEL_COLUMN
             )
-        mlflow.log_input(dataset, context="training")
+            mlflow.log_input(dataset, context="training")  # (the schema is inferred here)
         for path, fig in _figures(y_test, proba, params.threshold, scores["auc"]).items():
             mlflow.log_figure(fig, path)
             plt.close(fig)
@@ -197,6 +200,8 @@ def train(
             # MLflow's type-hint check on our sklearn wrapper: the signature (from the schema)
             # is what validates inputs, so the "Any type hint" notice does not apply.
             warnings.filterwarnings("ignore", message=".*Any type hint is inferred as AnyType")
+            # The input example's schema is inferred too (the signature is not); same reason.
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
             info = _log_model(model, params.model_type, example)
     version = int(info.registered_model_version)
     for key, value in tags.items():
