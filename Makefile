@@ -60,8 +60,8 @@ demo: pipeline ## pipeline, then the API: a real /predict is sent and shown, and
 	  $(PY) -m serve.example --host $(HOST) --port $(PORT) --call || exit 1; \
 	  wait $$server
 
-test: setup ## the suite: unit, integration (real MLflow store and server), e2e (2 workers)
-	$(PY) -m pytest -n 2 --dist loadfile $(ARGS)
+test: setup ## the whole suite: course, reliability, e2e, integration, unit (2 workers)
+	$(PY) -m pytest -n 2 --dist loadfile --durations=15 $(ARGS)
 
 test-unit: setup ## unit tests only (fast)
 	$(PY) -m pytest tests/unit $(ARGS)
