@@ -408,19 +408,11 @@ def promote(
     prev_before = before.get(PREV_CHAMPION)
     with registry_lock(client, "promote"):
         _recheck(client, {CHAMPION: champ_v, CHALLENGER: chal_v, PREV_CHAMPION: prev_before})
-        wrote_prev = False
-        try:
-            if champ_v is not None:
-                client.set_registered_model_alias(MODEL_NAME, PREV_CHAMPION, str(champ_v))
-                wrote_prev = True
-            client.set_registered_model_alias(MODEL_NAME, CHAMPION, str(chal_v))
-        except Exception as exc:
-            if wrote_prev:
-                _restore_alias(client, PREV_CHAMPION, prev_before)
-            raise TrackingUnavailableError(
-                f"promotion of v{chal_v} failed before @{CHAMPION} moved ({_first_line(exc)}); "
-                f"aliases restored: run promote.py again"
-            ) from exc
+        _move(
+            client, CHAMPION, chal_v, champ_v, prev_before,
+            f"promotion of v{chal_v} failed before @{CHAMPION} moved ({{cause}}); "
+            "aliases restored: run promote.py again",
+        )  # fmt: skip
         # @champion has moved: the promotion happened. What follows is bookkeeping.
         # train.py sets @challenger without the lock: remove it only if it is still ours.
         if aliases(client).get(CHALLENGER) == chal_v:
@@ -429,6 +421,29 @@ def promote(
         client.set_model_version_tag(MODEL_NAME, str(chal_v), "promoted_over", over)
         client.set_model_version_tag(MODEL_NAME, str(chal_v), "validated_by", "promote.py")
     return PromoteResult(decision, True, False)
+
+
+def _move(
+    client: MlflowClient,
+    alias: str,
+    version: int,
+    keep: int | None,
+    prev_before: int | None,
+    failure: str,
+) -> None:
+    """@prev-champion -> `keep` (when not None), then @`alias` -> `version`. If the second write
+    fails, @prev-champion is put back to `prev_before` and TrackingUnavailableError says
+    `failure` (its `{cause}` filled in): nothing is left half-moved."""
+    wrote_prev = False
+    try:
+        if keep is not None:
+            client.set_registered_model_alias(MODEL_NAME, PREV_CHAMPION, str(keep))
+            wrote_prev = True
+        client.set_registered_model_alias(MODEL_NAME, alias, str(version))
+    except Exception as exc:
+        if wrote_prev:
+            _restore_alias(client, PREV_CHAMPION, prev_before)
+        raise TrackingUnavailableError(failure.format(cause=_first_line(exc))) from exc
 
 
 def _restore_alias(client: MlflowClient, alias: str, version: int | None) -> None:
@@ -572,26 +587,18 @@ def register(client: MlflowClient, run_id: str, alias: str | None = None) -> Reg
         old = before.get(alias)
         prev = before.get(CHAMPION) if alias == CHAMPION else None
         prev_before = before.get(PREV_CHAMPION)
-        wrote_prev = False
-        try:
-            if prev is not None and prev != version:
-                client.set_registered_model_alias(MODEL_NAME, PREV_CHAMPION, str(prev))
-                wrote_prev = True
-            client.set_registered_model_alias(MODEL_NAME, alias, str(version))
-        except Exception as exc:
-            if wrote_prev:
-                _restore_alias(client, PREV_CHAMPION, prev_before)
-            raise TrackingUnavailableError(
-                f"registered v{version}, but setting @{alias} failed ({_first_line(exc)}); "
-                f"aliases restored: set @{alias} with register.py or the UI"
-            ) from exc
+        _move(
+            client, alias, version, prev if prev != version else None, prev_before,
+            f"registered v{version}, but setting @{alias} failed ({{cause}}); "
+            f"aliases restored: set @{alias} with register.py or the UI",
+        )  # fmt: skip
         if alias == CHAMPION:
             over = f"v{prev}" if prev is not None else "cold-start"
             client.set_model_version_tag(
                 MODEL_NAME, str(version), "promoted_over", f"{over} (register.py, no gate)"
             )
         log.info("@%s: %s -> v%d", alias, _v(old), version)
-    return Registration(version, source, alias, prev if wrote_prev else None)
+    return Registration(version, source, alias, prev if prev != version else None)
 
 
 def _check_run(client: MlflowClient, run_id: str) -> None:
