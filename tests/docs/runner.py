@@ -369,6 +369,8 @@ class Session:
         from tests.e2e.conftest import clean_env
 
         env = {k: v for k, v in clean_env().items() if not k.startswith(("GITHUB_", "RUNNER_"))}
+        # A learner's shell is no CI: with CI set, pytest (Day 7) prints its summary untruncated.
+        env.pop("CI", None)
         if env.pop("PYTHONDONTWRITEBYTECODE", None):
             # No bytecode may be written into the shared venv; without any, every command
             # compiles MLflow again (4 s each). Keep this session's bytecode beside the copy.
