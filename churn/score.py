@@ -46,7 +46,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from churn import cli, schema, settings
-from churn.data import DataValidationError
+from churn.data import (
+    DataValidationError,
+    _bounds,  # the wording of ingestion's own refusals, not a copy
+)
 from churn.errors import ChurnError, RegistryStateError, UsageError
 from churn.schema import Column, Kind
 
@@ -608,14 +611,6 @@ def _column_rules(col: Column, raw_type: str, src: SparkColumn) -> tuple[SparkCo
     if col.kind in (Kind.FLAG, Kind.INTEGER):
         return value.cast("long"), checks
     return F.when(ok, value), checks
-
-
-def _bounds(col: Column) -> str:
-    if col.minimum is not None and col.maximum is not None:
-        return f"out of range {col.minimum:g}..{col.maximum:g}"
-    if col.minimum is not None:
-        return f"below minimum {col.minimum:g}"
-    return f"above maximum {col.maximum:g}"
 
 
 def _shown(value: object) -> str:
