@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Sequence
 from importlib import metadata
 from typing import Any
@@ -535,4 +536,6 @@ def main() -> FastAPI:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("serve").setLevel(settings.log_level)
+    # A service log is lines: no "Downloading artifacts" progress bar for every model load.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     return create_app(settings)

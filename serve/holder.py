@@ -19,13 +19,75 @@ import pandas as pd
 
 from churn import schema
 from churn.schema import Kind
-from serve.schema import Batch
+from serve.schema import EXAMPLE_ROWS, Batch, fast_rows
 
 
 class Predictor(Protocol):
     """`mlflow.pyfunc.PyFuncModel` as far as serving needs it."""
 
     def predict(self, data: pd.DataFrame) -> Any: ...
+
+
+class SignatureChecked:
+    """A pyfunc model whose signature check was done once, at load, for the service's frames.
+
+    `PyFuncModel.predict` enforces the model's input signature on every call, then calls the
+    flavour's predict (`_model_impl.predict`, which MLflow marks developer-stable). For a
+    1,000-row batch the check costs about as much as scoring (~1.5 ms: it rebuilds the frame
+    column by column). The service never hands the model anything but frames it built itself
+    (`frame` below, `Batch.frame`) from rows validated more strictly than the signature: always
+    the same columns, in the same order, with the same dtypes (object columns holding only the
+    allowed strings). The check depends only on those. So at load it is run on such frames, and
+    only if it hands them back unchanged is it skipped from then on (`signature_checked`); for
+    any other model (another schema, type-hint signatures, params) the full `predict` stays.
+    tests/unit/test_prechecked.py proves the probabilities are the pyfunc's, to the bit.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self._predict = model._model_impl.predict
+
+    def predict(self, data: pd.DataFrame) -> Any:
+        return self._predict(data)
+
+
+def signature_checked(model: Any) -> Predictor:
+    """`model`, or a `SignatureChecked` of it when its signature check is a no-op on the
+    service's frames (see SignatureChecked)."""
+    try:
+        from mlflow.models.utils import _enforce_schema
+
+        meta = model.metadata
+        schema_ = meta.get_input_schema()
+        if (
+            schema_ is None
+            or meta.get_params_schema() is not None
+            or meta._is_signature_from_type_hint()
+            or meta._is_type_hint_from_example()
+        ):
+            return model
+        fast = SignatureChecked(model)
+        for sample in _samples():
+            enforced = _enforce_schema(sample.copy(), schema_)
+            # `equals`: the same columns in the same order, the same dtypes, the same values.
+            if not (isinstance(enforced, pd.DataFrame) and enforced.equals(sample)):
+                return model
+            if not np.array_equal(
+                np.asarray(fast.predict(sample)), np.asarray(model.predict(sample))
+            ):
+                return model
+        return fast
+    except Exception:  # anything unexpected (an MLflow upgrade): the full predict, always right
+        return model
+
+
+def _samples() -> list[pd.DataFrame]:
+    """Frames as the service builds them: both paths, a missing TotalCharges, one and many rows."""
+    rows = [dict(r) for r in EXAMPLE_ROWS]
+    rows.append({**rows[0], "TotalCharges": None})
+    batch = fast_rows(rows)
+    assert batch is not None
+    return [batch.frame(), frame(list(batch)), fast_rows(rows[:1]).frame()]  # type: ignore[union-attr]
 
 
 @dataclass(frozen=True)

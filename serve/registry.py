@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from churn.tracking import bound_http_retries, hide_paths, redact
-from serve.holder import LoadedModel
+from serve.holder import LoadedModel, signature_checked
 from serve.settings import ServeSettings
 
 if TYPE_CHECKING:
@@ -125,7 +125,8 @@ class MlflowRegistry:
             run_tags = dict(run.data.tags)
         uri = f"models:/{s.model_name}/{version}"
         log.info("loading %s (run %s)", uri, run_id or "unknown")
-        predictor = load_version(s.model_name, version)
+        # Signature checked here, once, for the frames the service builds (serve/holder.py).
+        predictor = signature_checked(load_version(s.model_name, version))
         tags = dict(mv.tags or {})
         return LoadedModel(
             name=s.model_name,

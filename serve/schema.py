@@ -15,6 +15,7 @@ from itertools import chain, repeat
 from operator import itemgetter, methodcaller
 from typing import Annotated, Any, Literal
 
+import msgspec
 import numpy as np
 import orjson
 import pandas as pd
@@ -228,7 +229,11 @@ def parse(body: bytes, max_batch_size: int) -> tuple[Sequence[Any], bool]:
     """Validate a /predict body: (rows, was_batch). Raises RequestError with every problem.
 
     Each row has the request fields as attributes (`row.tenure`, `row.customerID`): the rows
-    are `Customer` models, or a `Batch` of `FastRow`s when the batch passed `fast_rows`."""
+    are `Customer` models, or a `Batch` of `FastRow`s when the batch passed `decode_batch` or
+    `fast_rows`."""
+    fast = decode_batch(body, max_batch_size)
+    if fast is not None:
+        return fast, True
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -354,6 +359,64 @@ _ALLOWED: dict[str, frozenset[str]] = {
 }
 _CHECKED: tuple[Column, ...] = tuple(c for c in REQUEST_COLUMNS if c.kind is not Kind.ID)
 _FRAME_COLUMNS = pd.Index([c.name for c in _CHECKED])  # as pandas labels the columns of a dict
+
+
+# The fastest path, for the common body: `{"instances": [...]}` of plainly valid rows is decoded
+# and checked in one C pass by msgspec, straight from the bytes (types, categories, ranges,
+# missing and unknown fields), ~3x faster than `orjson.loads` + `fast_rows` on 1,000 rows.
+# Like `fast_rows`, it only ever accepts: on anything it does not take (a single customer
+# without the wrapper, 8.0 for an integer, "" for a missing TotalCharges, any error at all)
+# it returns None and the path above decides, so every 422 is worded as before
+# (tests/unit/test_schema_fast.py checks both agree on generated bodies).
+
+
+def _strict_type(column: Column) -> Any:
+    """msgspec's type for a column: what pydantic accepts with no conversion, nothing more."""
+    low, high = column.minimum, column.maximum
+    if column.kind is Kind.CATEGORY:
+        return Literal[column.categories]
+    if column.kind in (Kind.FLAG, Kind.INTEGER):
+        # msgspec's int takes JSON integers only: not true/false, not 8.0.
+        return Annotated[
+            int,
+            msgspec.Meta(
+                ge=None if low is None else int(low), le=None if high is None else int(high)
+            ),
+        ]
+    if column.kind is Kind.NUMBER:
+        # An integer for a number becomes its float, as pydantic stores it.
+        number = Annotated[float, msgspec.Meta(ge=low, le=high)]
+        return number | None if column.nullable else number
+    raise ValueError(f"column {column.name} of kind {column.kind} is not a request feature")
+
+
+_StrictRow: Any = msgspec.defstruct(
+    "StrictRow",
+    [
+        *((c.name, _strict_type(c)) for c in REQUEST_COLUMNS if c.kind is not Kind.ID),
+        (schema.ID_COLUMN, Annotated[str, msgspec.Meta(max_length=ID_MAX_LENGTH)] | None, None),
+    ],
+    forbid_unknown_fields=True,
+    gc=False,  # scalars only: no cycles to look for, and 1,000 rows are not 1,000 GC objects
+)
+_StrictBody: Any = msgspec.defstruct(
+    "StrictBody", [("instances", list[_StrictRow])], forbid_unknown_fields=True
+)
+_STRICT_DECODER = msgspec.json.Decoder(_StrictBody)
+_astuple = msgspec.structs.astuple
+
+
+def decode_batch(body: bytes, max_batch_size: int) -> Batch | None:
+    """A `{"instances": [...]}` body of plainly valid rows as a `Batch`; None otherwise."""
+    try:
+        instances = _STRICT_DECODER.decode(body).instances
+    except (msgspec.MsgspecError, ValueError, RecursionError):
+        return None
+    if not 1 <= len(instances) <= max_batch_size:
+        return None
+    # Rows -> columns (the struct's fields are FEATURE_NAMES, then the customerID).
+    *columns, ids = zip(*map(_astuple, instances), strict=True)
+    return Batch(tuple(columns), ids)
 
 
 def fast_rows(instances: list[Any]) -> Batch | None:

@@ -1,9 +1,10 @@
-"""The batch fast path of request validation agrees with pydantic on generated bodies.
+"""The batch fast paths of request validation agree with pydantic on generated bodies.
 
-`serve.schema.fast_rows` either accepts a batch, with exactly the values pydantic would store,
-or declines and pydantic decides (so 422 messages are pydantic's). Property: whenever the fast
-path accepts, pydantic accepts too and yields the same values; plainly valid batches (what
-clients send) are always accepted by the fast path.
+`serve.schema.decode_batch` (msgspec, from the bytes) and `serve.schema.fast_rows` (column checks
+on the parsed JSON) either accept a batch, with exactly the values pydantic would store, or
+decline and pydantic decides (so 422 messages are pydantic's). Property: whenever a fast path
+accepts, pydantic accepts too and yields the same values; plainly valid batches (what clients
+send) are always accepted by both.
 """
 
 from __future__ import annotations
@@ -92,14 +93,31 @@ def test_the_fast_path_accepts_only_what_pydantic_accepts(instances: list[Any]) 
 
 
 @FAST
+@given(st.lists(any_row(), min_size=0, max_size=6))
+def test_the_decoder_accepts_only_what_pydantic_accepts(instances: list[Any]) -> None:
+    fast = api.decode_batch(orjson.dumps({"instances": instances}), 5)
+    if fast is None:
+        return
+    assert 1 <= len(instances) <= 5
+    slow = pydantic_rows(instances)
+    assert slow is not None, "the decoder accepted a batch pydantic refuses"
+    assert [values(r) for r in fast] == [values(r) for r in slow]
+
+
+@FAST
 @given(st.lists(valid_row(), min_size=1, max_size=20))
 def test_plainly_valid_batches_take_the_fast_path(instances: list[dict[str, Any]]) -> None:
-    body = orjson.loads(orjson.dumps({"instances": instances}))["instances"]  # as clients send
+    raw = orjson.dumps({"instances": instances})
+    body = orjson.loads(raw)["instances"]  # as clients send
     fast = api.fast_rows(body)
     slow = pydantic_rows(body)
     assert slow is not None
     assert fast is not None
     assert [values(r) for r in fast] == [values(r) for r in slow]
+    decoded = api.decode_batch(raw, 20)
+    assert decoded is not None
+    assert [values(r) for r in decoded] == [values(r) for r in slow]
+    pd.testing.assert_frame_equal(decoded.frame(), fast.frame())
     # The frame built from the columns is the one the rows would give.
     pd.testing.assert_frame_equal(fast.frame(), frame(slow))
     pd.testing.assert_frame_equal(fast.frame(), frame(list(fast)))
@@ -129,33 +147,91 @@ def test_parse_answers_as_pydantic_does(instances: list[Any]) -> None:
 
 def test_edge_values() -> None:
     base = dict(api.EXAMPLE_ROWS[0])
-    cases: list[tuple[str, Any, bool]] = [
-        ("tenure", 8.0, False),  # pydantic converts: its job
-        ("tenure", True, False),
-        ("SeniorCitizen", 2, False),
-        ("MonthlyCharges", 5, True),  # an int for a number: stored as float
-        ("MonthlyCharges", -0.01, False),
-        ("MonthlyCharges", 2**60, False),
-        ("TotalCharges", None, True),
-        ("TotalCharges", "", False),  # blank is null: pydantic's conversion
-        ("Contract", "Monthly", False),
-        ("Contract", ["One year"], False),
-        ("customerID", "x" * 64, True),
-        ("customerID", "x" * 65, False),
-        ("customerID", 7, False),
+    # (field, value, fast_rows takes it, decode_batch takes it)
+    cases: list[tuple[str, Any, bool, bool]] = [
+        ("tenure", 8.0, False, False),  # pydantic converts: its job
+        ("tenure", True, False, False),
+        ("SeniorCitizen", 2, False, False),
+        ("tenure", -1, False, False),
+        ("tenure", 72, True, True),
+        ("MonthlyCharges", 5, True, True),  # an int for a number: stored as float
+        ("MonthlyCharges", -0.01, False, False),
+        ("MonthlyCharges", 2**60, False, True),  # its float, as pydantic stores it
+        ("MonthlyCharges", "5", False, False),
+        ("TotalCharges", None, True, True),
+        ("TotalCharges", "", False, False),  # blank is null: pydantic's conversion
+        ("Contract", "Monthly", False, False),
+        ("Contract", "one year", False, False),
+        ("Contract", ["One year"], False, False),
+        ("customerID", "x" * 64, True, True),
+        ("customerID", "\U0001f600" * 64, True, True),  # characters, not bytes
+        ("customerID", "x" * 65, False, False),
+        ("customerID", 7, False, False),
+        ("customerID", None, True, True),
+        ("Churn", "No", False, False),
     ]
-    for name, value, fast in cases:
+    for name, value, fast, decoded in cases:
         row = {**base, name: value}
-        got = api.fast_rows([row])
-        assert (got is not None) is fast, (name, value)
         slow = pydantic_rows([row])
-        if got is not None:
-            assert slow is not None
-            assert values(got[0]) == values(slow[0])
+        for taken, got in (
+            (fast, api.fast_rows([row])),
+            (decoded, api.decode_batch(orjson.dumps({"instances": [row]}), 1)),
+        ):
+            assert (got is not None) is taken, (name, value)
+            if got is not None:
+                assert slow is not None
+                assert values(got[0]) == values(slow[0])
+    missing = {k: v for k, v in base.items() if k != "tenure"}
+    assert api.decode_batch(orjson.dumps({"instances": [missing]}), 1) is None
+    no_id = {k: v for k, v in base.items() if k != schema.ID_COLUMN}
+    assert list(api.customer_ids(api.decode_batch(orjson.dumps({"instances": [no_id]}), 1))) == [
+        None
+    ]
+    two = orjson.dumps({"instances": [base, base]})
+    assert api.decode_batch(two, 1) is None and api.decode_batch(two, 2) is not None
     got = api.fast_rows([{**base, "MonthlyCharges": 5}])
     assert got is not None and type(got[0].MonthlyCharges) is float
     assert api.fast_rows([]) is None
     assert np.isnan(frame(api.fast_rows([{**base, "TotalCharges": None}]) or [])["TotalCharges"][0])
+
+
+def test_the_decoder_on_raw_json() -> None:
+    """Bodies only raw text can spell: the decoder takes them exactly when, and as, orjson +
+    pydantic do (duplicate keys: the last wins; escapes; number spellings; bad unicode)."""
+    row = orjson.dumps(api.EXAMPLE_ROWS[0]).decode()[1:-1]  # the fields, without braces
+    cases: list[tuple[str, bool]] = [
+        ('{"instances": [{ROW}]}', True),
+        ('  {\n"instances" : [ {ROW} ] }\n', True),
+        ('{"instances": [{ROW, "gender": "Male"}]}', True),  # duplicate: the last wins
+        ('{"instances": [{ROW}], "instances": []}', False),  # ... an empty batch
+        ('{"instances": [{ROW, "Contract": "One\\u0020year"}]}', True),  # escaped
+        ('{"instances": [{ROW, "customerID": "\\ud83d\\ude00"}]}', True),  # a pair
+        ('{"instances": [{ROW, "customerID": "\\ud800"}]}', False),  # lone surrogate
+        ('{"instances": [{ROW, "tenure": 1E1}]}', False),  # pydantic converts 10.0
+        ('{"instances": [{ROW, "tenure": 10.0}]}', False),
+        ('{"instances": [{ROW, "MonthlyCharges": 1E1}]}', True),
+        ('{"instances": [{ROW, "MonthlyCharges": 1e400}]}', False),  # not a double
+        ('{"instances": [{ROW, "MonthlyCharges": 123456789012345678901234567890}]}', True),
+        ('{"instances": [{ROW, "MonthlyCharges": NaN}]}', False),
+        ('{"instances": [{ROW}], "extra": 1}', False),
+        ('{"instances": [{ROW}]} x', False),
+        ('{"instances": [{ROW}, null]}', False),
+        ("{ROW}", False),  # one customer, no wrapper: the other path
+    ]
+    for text, accepted in cases:
+        raw = text.replace("ROW", row).encode()
+        got = api.decode_batch(raw, 10)
+        assert (got is not None) is accepted, text
+        if got is None:
+            continue
+        slow = pydantic_rows(orjson.loads(raw)["instances"])
+        assert slow is not None
+        assert [values(r) for r in got] == [values(r) for r in slow]
+        rows, batch = api.parse(raw, 10)
+        assert batch and rows is not got and rows == got
+    bom = b"\xef\xbb\xbf" + cases[0][0].replace("ROW", row).encode()
+    assert api.decode_batch(bom, 10) is None
+    assert api.decode_batch(b'{"instances": [{"customerID": "\xff"}]}', 10) is None
 
 
 def test_the_frame_without_pandas_private_constructor(monkeypatch: Any) -> None:
