@@ -30,6 +30,7 @@ def stamps() -> dict[str, float | None]:
 
 
 _AT_START: dict[str, float | None] = {}
+_SCRATCH: list[Path] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -37,10 +38,17 @@ def pytest_configure(config: pytest.Config) -> None:
     # session fixtures, their teardown, servers they start): without a URI in the environment,
     # MLflow's default is ./mlflow.db, i.e. this checkout.
     scratch = Path(tempfile.mkdtemp(prefix="churn-tests-"))
+    _SCRATCH.append(scratch)
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{scratch / 'session.db'}"
     os.environ.pop("MLFLOW_REGISTRY_URI", None)
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
     _AT_START.update(stamps())
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # Every run (and every xdist worker) made one: leave nothing behind in /tmp.
+    for scratch in _SCRATCH:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
