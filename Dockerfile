@@ -48,7 +48,11 @@ USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
-CMD ["uvicorn", "--factory", "serve.app:main", "--host", "0.0.0.0", "--port", "8000"]
+# `make serve`'s command line. --timeout-keep-alive 75: longer than the idle timeouts of the
+# clients and load balancers in front of it (httpx 5 s, nginx/ALB 60 s), so the server never
+# closes a connection a client is about to reuse.
+CMD ["uvicorn", "--factory", "serve.app:main", "--host", "0.0.0.0", "--port", "8000", \
+     "--timeout-keep-alive", "75"]
 
 # ---- baked: one registered version inside the image, for hosts that cannot reach a registry --
 # The build downloads models:/churn/<MODEL_VERSION> from SOURCE_TRACKING_URI into a small

@@ -10,8 +10,12 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
 PORT ?= 8000
-# One command line for `make serve`, `make demo` and the tests that start the service.
-SERVE_CMD = $(VENV)/bin/uvicorn --factory serve.app:main --host $(HOST) --port $(PORT)
+# One command line for `make serve`, `make demo` and the tests that start the service (the
+# Dockerfile's CMD is the same). --timeout-keep-alive 75: longer than the idle timeouts of the
+# clients and load balancers in front of it (httpx 5 s, nginx/ALB 60 s), so the server never
+# closes a connection a client is about to reuse (uvicorn's default, 5 s, races httpx's).
+SERVE_CMD = $(VENV)/bin/uvicorn --factory serve.app:main --host $(HOST) --port $(PORT) \
+  --timeout-keep-alive 75
 
 .PHONY: help setup pipeline promote rollback lineage status server serve demo test test-unit lint format clean \
   data drift-ci train promote-ci actionlint docker-lint ci-lint

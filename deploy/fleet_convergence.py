@@ -228,7 +228,7 @@ def start_replica(
         HOME=str(home),
     )
     argv = [str(BIN / "uvicorn"), "--factory", "serve.app:main",
-            "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+            "--host", "127.0.0.1", "--port", str(port), "--timeout-keep-alive", "75"]  # fmt: skip
     proc = stack.enter_context(process(argv, work / f"replica-{i}.log", env))
     return Replica(f"http://127.0.0.1:{port}", proc, tmpdir)
 

@@ -406,6 +406,7 @@ def test_cmd_is_make_serves_command_line() -> None:
     assert Path(make_argv[0]).name == "uvicorn"
     assert make_argv[1:] == cmd[1:] == [
         "--factory", "serve.app:main", "--host", "0.0.0.0", "--port", "8000",
+        "--timeout-keep-alive", "75",  # > any client's or load balancer's idle timeout
     ]  # fmt: skip
 
 

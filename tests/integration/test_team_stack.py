@@ -25,6 +25,7 @@ import pytest
 
 from serve.schema import EXAMPLE_REQUEST
 from tests.conftest import ROOT, free_port, stop_process, wait_for_http
+from tests.serve_helpers import serve_command
 
 pytestmark = pytest.mark.integration
 
@@ -226,8 +227,7 @@ def test_train_promote_serve_rollback_on_postgres_and_s3(
     env.update(MLFLOW_TRACKING_URI=uri, CHURN_RELOAD_INTERVAL="0", CHURN_ADMIN_TOKEN=token)
     log = tmp_path / "api.log"
     api = subprocess.Popen(
-        [str(BIN / "uvicorn"), "--factory", "serve.app:main", "--host", "127.0.0.1",
-         "--port", str(port)],
+        serve_command(port),  # the compose `api` service runs the image's CMD: the same line
         cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

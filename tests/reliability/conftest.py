@@ -37,8 +37,8 @@ BACKOFF_MAX_S = 4.0
 REQUEST_TIMEOUT_S = 3.0
 
 # Destructive or long tests last, whatever their file names.
-_ORDER = ("test_fuzz", "test_limits", "test_artifacts", "test_racing", "test_bad_data",
-          "test_soak", "test_outage")  # fmt: skip
+_ORDER = ("test_fuzz", "test_limits", "test_keepalive", "test_artifacts", "test_racing",
+          "test_bad_data", "test_soak", "test_outage")  # fmt: skip
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

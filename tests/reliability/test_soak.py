@@ -55,7 +55,10 @@ async def _load(url: str, until: float, start: float, soak: Soak, record: bool) 
                 try:
                     resp = await client.post("/predict", json=body)
                 except httpx.HTTPError as exc:
-                    soak.failures.append(f"{now - start:.1f} s: {type(exc).__name__}: {exc}")
+                    soak.failures.append(
+                        f"{now - start:.1f} s: {type(exc).__name__}: {exc} "
+                        f"(caused by {causes(exc)})"
+                    )
                     continue
                 done = time.monotonic()
                 if resp.status_code != 200:
@@ -65,6 +68,19 @@ async def _load(url: str, until: float, start: float, soak: Soak, record: bool) 
                     soak.samples.append((now - start, done - now, version))
 
         await asyncio.gather(*(connection() for _ in range(CONNECTIONS)))
+
+
+def causes(exc: BaseException) -> str:
+    """The exception chain under `exc`: httpx's `ReadError: ` (empty message) says nothing, what
+    it wraps does, e.g. `ReadError(BrokenResourceError()) <- BrokenResourceError() <-
+    ConnectionResetError(104, 'Connection reset by peer')`: the server reset the connection."""
+    chain, seen = [], set()
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        chain.append(repr(cause))
+        cause = cause.__cause__ or cause.__context__
+    return " <- ".join(chain) or "nothing"
 
 
 def p99_ms(latencies: list[float]) -> float:
