@@ -65,7 +65,7 @@ demo: pipeline ## pipeline, then the API: a real /predict is sent and shown, and
 	  wait $$server
 
 test: setup ## the whole suite: course, reliability, e2e, integration, unit (2 workers)
-	$(PY) -m pytest -n 2 --dist loadfile --durations=15 -m "not soak" $(ARGS)
+	$(PY) -m pytest -n 2 --dist loadfile --durations=15 $(ARGS)
 
 test-unit: setup ## unit tests only (fast)
 	$(PY) -m pytest tests/unit $(ARGS)
@@ -123,7 +123,7 @@ ci-lint: lint actionlint docker-lint k8s-lint ## every linter CI runs
 score: setup ## score the prepared data with @champion on Spark local[2] -> scores/ (Parquet)
 	@$(PY) -m churn score --input data/customers.parquet --output scores --master "local[2]"
 
-test-reliability: setup ## fuzzing, limits, store outages, racing promotions, and the 60 s soak (alone)
+test-reliability: setup ## fuzzing, limits, store outages, racing promotions, the 60 s soak (this layer alone)
 	$(PY) -m pytest tests/reliability $(ARGS)
 
 docs-test: setup ## run every runnable block in README.md and docs/ in a fresh copy; compare outputs
