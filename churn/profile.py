@@ -80,6 +80,17 @@ class Grid:
         out = np.searchsorted(self._edges, x, side="right")
         return np.where(np.isnan(x), self.size - 1, out)
 
+    def counts(self, values: Any) -> np.ndarray:
+        """How many of `values` fall in each bin: `codes`, counted. Category strings given as a
+        plain sequence (the service's validated columns) are counted label by label with
+        `tuple.count`, a C loop that compares pointers first: the service's decoder hands out
+        the schema's own string objects, so this is ~10x faster than a code per value."""
+        if self.kind == "categorical" and isinstance(values, (tuple, list)):
+            # A flag's labels "0"/"1" count the integers 0 and 1 (as `codes` does).
+            found = [values.count(v) for v in ((0, 1) if self.flag else self.labels)]
+            return np.array([*found, len(values) - sum(found)], dtype=np.int64)
+        return np.bincount(self.codes(values), minlength=self.size)
+
     @property
     def _index(self) -> dict[str, int]:
         return self._lookup[0]
@@ -133,13 +144,16 @@ class Profile:
             if grid.name not in self.counts:
                 self.counts[grid.name] = np.zeros(grid.size, dtype=np.int64)
 
-    def add(self, frame: pd.DataFrame, proba: Iterable[float] | None = None) -> None:
-        """Count the rows of `frame` (the model's input columns) and their predictions."""
-        n = len(frame)
+    def add(
+        self, frame: pd.DataFrame | Mapping[str, Any], proba: Iterable[float] | None = None
+    ) -> None:
+        """Count the rows of `frame` (the model's input columns, as a frame or as one sequence
+        per column name) and their predictions."""
+        n = len(frame) if isinstance(frame, pd.DataFrame) else len(frame[schema.FEATURES[0].name])
         if n == 0:
             return
         for name, grid in GRIDS.items():
-            self.counts[name] += np.bincount(grid.codes(frame[name]), minlength=grid.size)
+            self.counts[name] += grid.counts(frame[name])
         if proba is not None:
             p = np.asarray(list(proba) if not isinstance(proba, np.ndarray) else proba)
             self.counts[PREDICTION] += np.bincount(

@@ -74,8 +74,10 @@ class TrafficMonitor:
                 self.profile = Profile(model_version=version)
             group = [item[0] for item in items[start:end]]
             proba = np.concatenate([item[1] for item in items[start:end]])
+            data: Any
             if all(isinstance(rows, Batch) for rows in group):
-                data = Batch.concat(group).frame()  # type: ignore[arg-type]
+                # The validated columns as they are: no frame to build (~1/3 of the work).
+                data = Batch.concat(group).by_name()  # type: ignore[arg-type]
             else:
                 data = frame([r for rows in group for r in rows])
             self.profile.add(data, proba)

@@ -485,6 +485,10 @@ class Batch(Sequence[Any]):
         )
         return Batch(columns, tuple(chain.from_iterable(b.ids for b in batches)))
 
+    def by_name(self) -> dict[str, tuple[Any, ...]]:
+        """Each feature's column (as validated: None for a missing TotalCharges)."""
+        return dict(zip(FEATURE_NAMES, self.columns, strict=True))
+
     def frame(self) -> pd.DataFrame:
         """The same frame as `serve.holder.frame(list(self))`, without going through rows."""
         arrays: list[Any] = []

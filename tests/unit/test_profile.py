@@ -51,6 +51,30 @@ def test_profile_round_trips_and_adds_up(months: dict[str, data.pd.DataFrame]) -
     assert p2.counts["Contract"][-1] == 1
 
 
+def test_columns_count_as_the_frame_does(months: dict[str, data.pd.DataFrame]) -> None:
+    """The service counts its validated columns (tuples) without building a frame: the same
+    counts as from the frame, odd values included (unknown category, None, NaN, a number)."""
+    features = data.features(months["2026-12"]).head(3_000).copy()
+    features["Contract"] = features["Contract"].astype(object)
+    features.loc[features.index[:4], "Contract"] = ["Weekly", None, float("nan"), 7]
+    features.loc[features.index[:2], "SeniorCitizen"] = [2, -1]
+    columns = {
+        name: tuple(None if v is not v else v for v in features[name].tolist())
+        if name == "TotalCharges"
+        else tuple(features[name].tolist())
+        for name in profile.GRIDS
+    }
+    from_frame, from_columns = profile.Profile(), profile.Profile()
+    from_frame.add(features, np.full(3_000, 0.25))
+    from_columns.add(columns, np.full(3_000, 0.25))
+    assert from_columns.rows == from_frame.rows == 3_000
+    for name, counts in from_frame.counts.items():
+        np.testing.assert_array_equal(from_columns.counts[name], counts, err_msg=name)
+    assert from_columns.counts["Contract"][-1] == 4
+    assert from_columns.counts["SeniorCitizen"][-1] == 2
+    assert from_columns.counts["TotalCharges"][-1] == int(features["TotalCharges"].isna().sum())
+
+
 def test_missing_totalcharges_are_counted_apart() -> None:
     df = data.features(data.normalise(data.generate(rows=2_000)))
     assert df["TotalCharges"].isna().any()

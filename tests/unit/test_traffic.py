@@ -4,6 +4,7 @@ the traffic profile, and the settings that choose between them."""
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -173,7 +174,11 @@ def test_shadow_queue_is_bounded_and_drops_rather_than_grows(
     with start(registries, shadow=True) as client:
         assert wait_until(lambda: challenger_loaded(client), 5)
         shadow = client.app.state.shadow  # type: ignore[attr-defined]
-        shadow.interval_s = 3600.0  # nothing drains during the test
+        # Nothing drains during the test: the loop's pending 0.5 s sleep ends (an empty queue)
+        # before the requests, and its next sleep is an hour (under load, a drain mid-test
+        # made the dropped count 0).
+        wait_s, shadow.interval_s = shadow.interval_s, 3600.0
+        time.sleep(wait_s + 0.3)
         shadow.max_queued_rows = 5
         for i in range(8):
             assert client.post("/predict", json=customer(f"{i}-Q")).status_code == 200
