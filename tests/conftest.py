@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,6 +44,23 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop("MLFLOW_REGISTRY_URI", None)
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
     _AT_START.update(stamps())
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile`, except that tests/reliability is one unit of work: its files share one
+    package-scoped stack (an MLflow server, trained versions, the service: ~60 s to build), which
+    pytest rebuilds whenever a worker runs another directory's file in between."""
+    if config.getoption("dist", None) != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class ReliabilityTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.startswith("tests/reliability/"):
+                return "tests/reliability"
+            return str(super()._split_scope(nodeid))
+
+    return ReliabilityTogether(config, log)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
