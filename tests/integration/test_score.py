@@ -131,10 +131,14 @@ def direct(champion: Champion) -> object:
     """The champion as `mlflow.pyfunc.load_model` gives it: the reference for Spark's numbers."""
     import mlflow.pyfunc
 
+    # Both URIs: resolving models:/ builds a client whose tracking URI, left unset, is the
+    # environment's or MLflow's default (./mlflow.db: the checkout, which the guard caught).
+    mlflow.set_tracking_uri(champion.store.uri)
     mlflow.set_registry_uri(champion.store.uri)
     try:
         return mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{champion.version}")
     finally:
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
         mlflow.set_registry_uri(None)  # type: ignore[arg-type]
 
 
