@@ -44,6 +44,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from deploy.k8s_lint import dockerfile_runtime
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
@@ -227,8 +229,11 @@ def start_replica(
         TMPDIR=str(tmpdir),
         HOME=str(home),
     )
-    argv = [str(BIN / "uvicorn"), "--factory", "serve.app:main",
-            "--host", "127.0.0.1", "--port", str(port), "--timeout-keep-alive", "75"]  # fmt: skip
+    # The image's CMD as the Dockerfile spells it (read, not copied), on this replica's address.
+    argv = list(dockerfile_runtime().cmd)
+    argv[0] = str(BIN / argv[0])
+    argv[argv.index("--host") + 1] = "127.0.0.1"
+    argv[argv.index("--port") + 1] = str(port)
     proc = stack.enter_context(process(argv, work / f"replica-{i}.log", env))
     return Replica(f"http://127.0.0.1:{port}", proc, tmpdir)
 

@@ -40,7 +40,8 @@ class SignatureChecked:
     allowed strings). The check depends only on those. So at load it is run on such frames, and
     only if it hands them back unchanged is it skipped from then on (`signature_checked`); for
     any other model (another schema, type-hint signatures, params) the full `predict` stays.
-    tests/unit/test_prechecked.py proves the probabilities are the pyfunc's, to the bit.
+    tests/integration/test_signature_checked.py proves the probabilities are the pyfunc's, to
+    the bit.
     """
 
     def __init__(self, model: Any) -> None:
