@@ -46,21 +46,60 @@ def pytest_configure(config: pytest.Config) -> None:
     _AT_START.update(stamps())
 
 
+# Worker-seconds of the units that take more than ~30 s (a fresh-clone `make test`, 2 workers).
+# The scheduler starts the longest first: xdist's default order (most tests first) left the
+# 4-minute workflow replay to start last, with the other worker idle for its whole length.
+# A unit missing here only starts later; refresh the figures when one changes much
+# (`make test ARGS="--junitxml=t.xml"`, summed per file).
+SLOW_UNITS = {
+    "tests/e2e/test_workflow_pipeline.py": 280,
+    "tests/docs/test_docs.py": 240,
+    "tests/reliability": 220,
+    "tests/e2e/test_serve.py": 130,
+    "tests/e2e/test_pipeline.py": 120,
+    "tests/integration/test_team_stack.py": 110,
+    "tests/integration/test_docker.py": 90,
+    "tests/integration/test_score.py": 75,
+    "tests/e2e/test_quickstart.py": 60,
+    "tests/e2e/test_webhook.py": 40,
+    "tests/integration/test_server.py": 35,
+}
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """`--dist loadfile`, except that tests/reliability is one unit of work: its files share one
-    package-scoped stack (an MLflow server, trained versions, the service: ~60 s to build), which
-    pytest rebuilds whenever a worker runs another directory's file in between."""
+    """`--dist loadfile`, with two changes for a suite whose units differ 1000-fold in length:
+    - tests/reliability is one unit of work: its files share one package-scoped stack (an MLflow
+      server, trained versions, the service: ~60 s to build), which pytest rebuilds whenever a
+      worker runs another directory's file in between;
+    - the longest units start first (SLOW_UNITS), and a worker takes its next unit only when it
+      is down to its last test (xdist's default, 2, pins a unit to a worker minutes early)."""
     if config.getoption("dist", None) != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
 
-    class ReliabilityTogether(LoadFileScheduling):
+    class LongestFirst(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             if nodeid.startswith("tests/reliability/"):
                 return "tests/reliability"
             return str(super()._split_scope(nodeid))
 
-    return ReliabilityTogether(config, log)
+        def _assign_work_unit(self, node: Any) -> None:
+            longest = max(self.workqueue, key=lambda scope: SLOW_UNITS.get(scope, 0))
+            self.workqueue.move_to_end(longest, last=False)  # ties: xdist's order
+            super()._assign_work_unit(node)
+
+        def _reschedule(self, node: Any) -> None:
+            if node.shutting_down:
+                return
+            if not self.workqueue:
+                node.shutdown()
+                return
+            # A worker holds its last test until it knows the next one (or shuts down), so
+            # "one left" is the earliest point at which it needs more.
+            if self._pending_of(self.assigned_work[node]) <= 1:
+                self._assign_work_unit(node)
+
+    return LongestFirst(config, log)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
