@@ -30,7 +30,6 @@ Exit codes: 0 the run completed, 1 it could not complete, 2 usage error.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -46,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/score.py` as well as `python -m bench.score`
     sys.path.insert(0, str(ROOT))
 
-from bench.serve import MODEL_URI, ensure_champion, store_uri  # noqa: E402
+from bench.serve import MODEL_URI, ensure_champion, report, store_uri  # noqa: E402
 
 WORK = ROOT / "bench" / ".work" / "score"
 RESULTS = ROOT / "bench" / "results" / "score.json"
@@ -486,11 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeError, OSError, ChurnError) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
-    print(table(result))
-    opts.output.parent.mkdir(parents=True, exist_ok=True)
-    opts.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwritten {_rel(opts.output)} (run took {result['total_s']:.0f} s)")
-    return 0
+    return report(result, table(result), opts.output)
 
 
 if __name__ == "__main__":

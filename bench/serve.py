@@ -1002,10 +1002,15 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeError, TimeoutError, OSError) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
-    print(table(result))
-    opts.output.parent.mkdir(parents=True, exist_ok=True)
-    opts.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwritten {_rel(opts.output)} (run took {result['total_s']:.0f} s)")
+    return report(result, table(result), opts.output)
+
+
+def report(result: dict[str, Any], text: str, output: Path) -> int:
+    """Print a benchmark's table and write its result as JSON (bench/results/)."""
+    print(text)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwritten {_rel(output)} (run took {result['total_s']:.0f} s)")
     return 0
 
 
