@@ -48,21 +48,19 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # Worker-seconds of the units that take more than ~30 s (a fresh-clone `make test`, 2 workers).
 # The scheduler starts the longest first: xdist's default order (most tests first) left the
-# 4-minute workflow replay to start last, with the other worker idle for its whole length.
+# single-test workflow replay to start last, with the other worker idle for its whole length.
 # A unit missing here only starts later; refresh the figures when one changes much
 # (`make test ARGS="--junitxml=t.xml"`, summed per file).
 SLOW_UNITS = {
-    "tests/e2e/test_workflow_pipeline.py": 280,
-    "tests/docs/test_docs.py": 240,
-    "tests/reliability": 220,
-    "tests/e2e/test_serve.py": 130,
-    "tests/e2e/test_pipeline.py": 120,
-    "tests/integration/test_team_stack.py": 110,
-    "tests/integration/test_docker.py": 90,
-    "tests/integration/test_score.py": 75,
-    "tests/e2e/test_quickstart.py": 60,
-    "tests/e2e/test_webhook.py": 40,
-    "tests/integration/test_server.py": 35,
+    "tests/docs/test_docs.py": 170,
+    "tests/reliability": 170,
+    "tests/e2e/test_workflow_pipeline.py": 130,
+    "tests/e2e/test_pipeline.py": 115,
+    "tests/integration/test_docker.py": 85,
+    "tests/e2e/test_serve.py": 75,
+    "tests/e2e/test_quickstart.py": 65,
+    "tests/integration/test_team_stack.py": 50,
+    "tests/integration/test_score.py": 45,
 }
 
 
