@@ -14,8 +14,10 @@ import logging
 import os
 from collections.abc import AsyncIterator, Sequence
 from importlib import metadata
+from itertools import repeat
 from typing import Any
 
+import msgspec
 import orjson
 from fastapi import FastAPI, Request, Security
 from fastapi.openapi.utils import get_openapi
@@ -69,9 +71,12 @@ def _version() -> str:
         return "0.0.0"
 
 
+_encode = msgspec.json.Encoder().encode
+
+
 def json_response(content: Any, status_code: int = 200, **headers: str) -> Response:
     return Response(
-        orjson.dumps(content), status_code=status_code, media_type="application/json",
+        _encode(content), status_code=status_code, media_type="application/json",
         headers=headers or None,
     )  # fmt: skip
 
@@ -283,18 +288,16 @@ def create_app(
             return not_ready()
         model = scored.model
         threshold = model.threshold
-        version = model.version
-        predictions = [
-            {
-                "customerID": customer,
-                "churn_probability": p,
-                "churn": p >= threshold,
-                "model_version": version,
-            }
-            for customer, p in zip(
-                api.customer_ids(rows), scored.probabilities.tolist(), strict=True
+        proba = scored.probabilities
+        predictions = list(
+            map(
+                api.PredictionRow,
+                api.customer_ids(rows),
+                proba.tolist(),
+                (proba >= threshold).tolist(),
+                repeat(model.version, len(proba)),
             )
-        ]
+        )
         after_champion(rows, scored)
         return json_response(
             {"predictions": predictions, "model": model.ref(), "threshold": threshold}
@@ -311,8 +314,13 @@ def create_app(
     async def predict_split(rows: Sequence[Any], sides: list[bool]) -> Response:
         """Rows of this request on both sides: each side scored in its own batch, in parallel."""
         assert challenger_batcher is not None
-        mine: Sequence[Any] = [r for r, side in zip(rows, sides, strict=True) if not side]
-        theirs = [r for r, side in zip(rows, sides, strict=True) if side]
+        mine: Sequence[Any]
+        theirs: Sequence[Any]
+        if isinstance(rows, api.Batch):  # stays columns: each side's frame is built from arrays
+            mine, theirs = rows.take([not side for side in sides]), rows.take(sides)
+        else:
+            mine = [r for r, side in zip(rows, sides, strict=True) if not side]
+            theirs = [r for r, side in zip(rows, sides, strict=True) if side]
         try:
             if mine:
                 champ, chal = await asyncio.gather(
@@ -327,18 +335,11 @@ def create_app(
                    True: iter(chal.probabilities.tolist()) if chal else iter(())}  # fmt: skip
         models = {False: champ.model if champ else None, True: chal.model if chal else None}
         predictions = []
-        for row, side in zip(rows, sides, strict=True):
+        for customer, side in zip(api.customer_ids(rows), sides, strict=True):
             m = models[side]
             assert m is not None
             p = next(results[side])
-            predictions.append(
-                {
-                    "customerID": row.customerID,
-                    "churn_probability": p,
-                    "churn": p >= m.threshold,
-                    "model_version": m.version,
-                }
-            )
+            predictions.append(api.PredictionRow(customer, p, p >= m.threshold, m.version))
         if champ is not None:
             after_champion(mine, champ)
         if chal is not None:

@@ -31,6 +31,7 @@ from pydantic import BaseModel
 
 from serve.holder import LoadedModel, ModelHolder
 from serve.metrics import Metrics
+from serve.schema import Batch, customer_ids
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +48,9 @@ class Split:
         self.share = share
         self._rng = rng or random.Random()
 
-    def to_challenger(self, rows: Sequence[BaseModel]) -> list[bool]:
+    def to_challenger(self, rows: Sequence[Any]) -> list[bool]:
         share, rng = self.share, self._rng
-        out = []
-        for row in rows:
-            cid = getattr(row, "customerID", None)
-            out.append((bucket(cid) if cid else rng.random()) < share)
-        return out
+        return [(bucket(cid) if cid else rng.random()) < share for cid in customer_ids(rows)]
 
 
 @dataclass(frozen=True)
@@ -137,7 +134,11 @@ class Shadow:
 
     def _score(self, items: list[_Item]) -> None:
         """In the shadow thread: one predict call for everything queued, then compare."""
-        rows: list[BaseModel] = [r for item in items for r in item.rows]
+        rows: Sequence[Any]
+        if all(isinstance(item.rows, Batch) for item in items):
+            rows = Batch.concat([item.rows for item in items])  # type: ignore[misc]
+        else:
+            rows = [r for item in items for r in item.rows]
         stats = self.stats
         try:
             scored = self.challenger.score(rows)

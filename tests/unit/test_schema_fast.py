@@ -122,6 +122,8 @@ def test_plainly_valid_batches_take_the_fast_path(instances: list[dict[str, Any]
     pd.testing.assert_frame_equal(fast.frame(), frame(slow))
     pd.testing.assert_frame_equal(fast.frame(), frame(list(fast)))
     assert list(api.customer_ids(fast)) == [r.customerID for r in slow]
+    mask = [i % 3 == 0 for i in range(len(fast))]
+    assert list(fast.take(mask)) == [r for r, keep in zip(fast, mask, strict=True) if keep]
     halves = api.Batch.concat([fast, fast])
     pd.testing.assert_frame_equal(
         halves.frame(), pd.concat([frame(slow), frame(slow)], ignore_index=True)

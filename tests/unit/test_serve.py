@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from churn import schema
+from serve import schema as api
 from serve.app import create_app, main
 from serve.example import curl
 from serve.schema import EXAMPLE_REQUEST, EXAMPLE_ROWS
@@ -101,6 +102,12 @@ def test_predict_batch_returns_one_prediction_per_row_and_the_model(
         "threshold": 0.5,
     }
     assert len(registry.predictors[1].frames) == 1  # one predict call per request
+
+
+def test_the_encoded_prediction_is_the_documented_one() -> None:
+    """/predict encodes `PredictionRow` structs; OpenAPI documents `Prediction`: same fields,
+    same order (the answer's bytes put them in this order)."""
+    assert api.PredictionRow.__struct_fields__ == tuple(api.Prediction.model_fields)
 
 
 def test_predict_single_object_optional_id_and_threshold(
