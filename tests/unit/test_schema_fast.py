@@ -197,6 +197,19 @@ def test_edge_values() -> None:
     assert np.isnan(frame(api.fast_rows([{**base, "TotalCharges": None}]) or [])["TotalCharges"][0])
 
 
+def test_few_and_many_rows_decode_to_the_same_columns() -> None:
+    """Up to `_FEW_ROWS` rows are transposed by zip, more column by column: same batch."""
+    rows = [{**api.EXAMPLE_ROWS[i % 2], "tenure": i % 70} for i in range(api._FEW_ROWS + 5)]
+    rows[3] = {**rows[3], "TotalCharges": None}
+    many = api.decode_batch(orjson.dumps({"instances": rows}), 100)
+    assert many is not None and len(many) > api._FEW_ROWS
+    few = api.decode_batch(orjson.dumps({"instances": rows[:10]}), 100)
+    assert few is not None and len(few) <= api._FEW_ROWS
+    assert [column[:10] for column in many.columns] == list(few.columns)
+    assert many.ids[:10] == few.ids
+    assert list(many) == list(api.fast_rows(rows) or [])
+
+
 def test_the_decoder_on_raw_json() -> None:
     """Bodies only raw text can spell: the decoder takes them exactly when, and as, orjson +
     pydantic do (duplicate keys: the last wins; escapes; number spellings; bad unicode)."""
