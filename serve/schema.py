@@ -8,6 +8,7 @@ got 'Monthly'`) changes only when the schema does.
 
 from __future__ import annotations
 
+import re
 from collections import namedtuple
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from pydantic import (
     ConfigDict,
     Field,
     Strict,
+    StringConstraints,
     TypeAdapter,
     ValidationError,
     create_model,
@@ -59,9 +61,16 @@ def _whole_number(value: Any) -> Any:
     return value
 
 
+# The raw Telco CSV leaves TotalCharges blank for customers in their first month: a string of
+# JSON whitespace only (spaces, tabs, line breaks) is taken as null. The OpenAPI schema says so
+# with the same pattern, so what is accepted and what is documented are one definition.
+BLANK_PATTERN = r"^[ \t\n\r]*$"
+_BLANK = re.compile(BLANK_PATTERN)
+Blank = Annotated[str, StringConstraints(pattern=BLANK_PATTERN)]
+
+
 def _blank_is_null(value: Any) -> Any:
-    # The raw Telco CSV leaves TotalCharges blank for customers in their first month.
-    if isinstance(value, str) and not value.strip():
+    if isinstance(value, str) and _BLANK.match(value):
         return None
     return value
 
@@ -85,7 +94,8 @@ def _field(column: Column) -> tuple[Any, Any]:
         number = Annotated[float, Strict(), Field(ge=column.minimum, le=column.maximum)]
         if column.nullable:
             return (
-                Annotated[number | None, BeforeValidator(_blank_is_null)],
+                # `Blank` only documents the blank string: it is null before validation.
+                Annotated[number | Blank | None, BeforeValidator(_blank_is_null)],
                 Field(description=description + '; null or "" when unknown'),
             )
         return (number, Field(description=description + "; integers are accepted"))

@@ -4,6 +4,7 @@ hot-swap bookkeeping, webhook signatures, metrics. No MLflow, no network."""
 from __future__ import annotations
 
 import copy
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,6 +144,19 @@ def test_model_input_frame_has_the_training_dtypes(
     assert frame["MonthlyCharges"].tolist()[0] == 70.0
     total = frame["TotalCharges"].to_numpy()
     assert np.isnan(total[:3]).all() and total[3] == 100.0
+
+
+def test_a_blank_total_charges_is_accepted_exactly_as_the_openapi_schema_says(
+    client: TestClient,
+) -> None:
+    """The fuzzer sends what the schema forbids and expects a 4xx: a blank TotalCharges taken as
+    null must be documented, with the very pattern the service applies."""
+    spec = client.get("/openapi.json").json()["components"]["schemas"]["Customer"]
+    allowed = spec["properties"]["TotalCharges"]["anyOf"]
+    (pattern,) = [a["pattern"] for a in allowed if a.get("type") == "string"]
+    for value in ["", " ", "\t\r\n ", "\x1c", "\u00a0", "0", "n/a"]:
+        status = client.post("/predict", json=row(TotalCharges=value)).status_code
+        assert status == (200 if re.fullmatch(pattern, value) else 422), repr(value)
 
 
 # ---------------------------------------------------------------------------------------------
