@@ -1123,7 +1123,8 @@ def run(opts: Options) -> dict[str, Any]:
                 bodies.theirs,
             )
         )  # fmt: skip
-    result.update(measure(servers, client, opts, reference=reference, frames=bodies.frames[1000]))
+    frames = bodies.frames[PAIRED_ROWS]
+    result.update(measure(servers, client, opts, reference=reference, frames=frames))
     result["targets"] = targets(result)
     result["total_s"] = round(time.monotonic() - t0, 1)
     return result

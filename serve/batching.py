@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from serve.holder import ModelHolder, Scored
-from serve.schema import Batch
+from serve.schema import concat_rows
 
 log = logging.getLogger(__name__)
 
@@ -125,11 +125,7 @@ class MicroBatcher:
         live = [p for p in batch if not p.future.done()]  # a cancelled request needs no score
         if not live:
             return
-        rows: Sequence[Any]
-        if all(isinstance(p.rows, Batch) for p in live):
-            rows = Batch.concat([p.rows for p in live])  # type: ignore[misc]
-        else:
-            rows = [row for pending in live for row in pending.rows]
+        rows = concat_rows([p.rows for p in live])
         assert self._executor is not None
         loop = asyncio.get_running_loop()
         self._scoring = len(live)

@@ -17,9 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from churn import schema
-from churn.schema import Kind
-from serve.schema import EXAMPLE_ROWS, Batch, fast_rows
+from serve.schema import EXAMPLE_ROWS, FRAME_DTYPES, Batch, fast_rows
 
 
 class Predictor(Protocol):
@@ -120,13 +118,6 @@ class NotReadyError(RuntimeError):
     """No model is loaded yet."""
 
 
-# The dtype each feature has in the frames the model was trained on (see churn/model.py).
-_DTYPES: dict[str, Any] = {
-    c.name: (object if c.kind is Kind.CATEGORY else np.dtype(c.pandas_dtype))
-    for c in schema.FEATURES
-}
-
-
 def frame(rows: Sequence[Any]) -> pd.DataFrame:
     """Validated rows -> the model's input frame, built column by column in schema order.
 
@@ -135,9 +126,9 @@ def frame(rows: Sequence[Any]) -> pd.DataFrame:
     if isinstance(rows, Batch):
         return rows.frame()
     columns: dict[str, Any] = {}
-    for name, dtype in _DTYPES.items():
+    for name, dtype in FRAME_DTYPES.items():
         values = [getattr(r, name) for r in rows]
-        if dtype is object:
+        if dtype.kind == "O":
             # An explicit object Series: pandas 3 would infer its `str` dtype from a bare array,
             # and the model was trained (and its signature inferred) on object columns.
             columns[name] = pd.Series(values, dtype=object)

@@ -31,7 +31,7 @@ from pydantic import BaseModel
 
 from serve.holder import LoadedModel, ModelHolder
 from serve.metrics import Metrics
-from serve.schema import Batch, customer_ids
+from serve.schema import concat_rows, customer_ids
 
 log = logging.getLogger(__name__)
 
@@ -134,11 +134,7 @@ class Shadow:
 
     def _score(self, items: list[_Item]) -> None:
         """In the shadow thread: one predict call for everything queued, then compare."""
-        rows: Sequence[Any]
-        if all(isinstance(item.rows, Batch) for item in items):
-            rows = Batch.concat([item.rows for item in items])  # type: ignore[misc]
-        else:
-            rows = [r for item in items for r in item.rows]
+        rows = concat_rows([item.rows for item in items])
         stats = self.stats
         try:
             scored = self.challenger.score(rows)
