@@ -13,7 +13,7 @@ from collections import namedtuple
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain, compress, repeat
-from operator import attrgetter, itemgetter, methodcaller
+from operator import itemgetter, methodcaller
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -414,12 +414,20 @@ def _strict_type(column: Column) -> Any:
     raise ValueError(f"column {column.name} of kind {column.kind} is not a request feature")
 
 
+def _strict_field(column: Column) -> tuple[Any, ...]:
+    if column.kind is Kind.ID:
+        return (column.name, Annotated[str, msgspec.Meta(max_length=ID_MAX_LENGTH)] | None, None)
+    return (column.name, _strict_type(column))
+
+
+# The fields in `churn.schema` order, the order of the Telco file's columns (customerID first):
+# msgspec matches each key against the field after the last one first, so rows sent in that
+# order are decoded without a single field search. (`kw_only`: a required field may then
+# follow the optional customerID.)
 _StrictRow: Any = msgspec.defstruct(
     "StrictRow",
-    [
-        *((c.name, _strict_type(c)) for c in REQUEST_COLUMNS if c.kind is not Kind.ID),
-        (schema.ID_COLUMN, Annotated[str, msgspec.Meta(max_length=ID_MAX_LENGTH)] | None, None),
-    ],
+    [_strict_field(c) for c in REQUEST_COLUMNS],
+    kw_only=True,
     forbid_unknown_fields=True,
     gc=False,  # scalars only: no cycles to look for, and 1,000 rows are not 1,000 GC objects
 )
@@ -427,9 +435,8 @@ _StrictBody: Any = msgspec.defstruct(
     "StrictBody", [("instances", list[_StrictRow])], forbid_unknown_fields=True
 )
 _STRICT_DECODER = msgspec.json.Decoder(_StrictBody)
-_GETTERS = tuple(attrgetter(name) for name in (*FEATURE_NAMES, schema.ID_COLUMN))
+_ID_INDEX = [c.kind for c in REQUEST_COLUMNS].index(Kind.ID)
 _astuple = msgspec.structs.astuple
-_FEW_ROWS = 32
 
 
 def decode_batch(body: bytes, max_batch_size: int) -> Batch | None:
@@ -440,13 +447,10 @@ def decode_batch(body: bytes, max_batch_size: int) -> Batch | None:
         return None
     if not 1 <= len(instances) <= max_batch_size:
         return None
-    # Rows -> columns (FEATURE_NAMES, then the customerID). A few rows: one tuple each,
-    # transposed by zip in C. Many: one C loop a column instead, so a 1,000-row body does not
-    # make 1,000 tuples for the garbage collector to walk.
-    if len(instances) <= _FEW_ROWS:
-        *columns, ids = zip(*map(_astuple, instances), strict=True)
-    else:
-        *columns, ids = (tuple(map(get, instances)) for get in _GETTERS)
+    # Rows -> columns: one tuple a row, transposed by zip in C (for 1,000 rows ~0.36 ms, against
+    # ~0.50 ms for a `map(attrgetter(name), rows)` pass per column, garbage collections included).
+    columns = list(zip(*map(_astuple, instances), strict=True))
+    ids = columns.pop(_ID_INDEX)
     return Batch(tuple(columns), ids)
 
 

@@ -197,17 +197,22 @@ def test_edge_values() -> None:
     assert np.isnan(frame(api.fast_rows([{**base, "TotalCharges": None}]) or [])["TotalCharges"][0])
 
 
-def test_few_and_many_rows_decode_to_the_same_columns() -> None:
-    """Up to `_FEW_ROWS` rows are transposed by zip, more column by column: same batch."""
-    rows = [{**api.EXAMPLE_ROWS[i % 2], "tenure": i % 70} for i in range(api._FEW_ROWS + 5)]
+def test_rows_decode_to_the_checked_columns_in_any_key_order() -> None:
+    """The decoder's struct has the fields in schema order (customerID first) and transposes its
+    rows by zip: the columns are `FEATURE_NAMES` in order, the IDs apart, as `fast_rows` gives
+    them, whatever order a client sends the keys in."""
+    rows = [{**api.EXAMPLE_ROWS[i % 2], "tenure": i % 70} for i in range(37)]
     rows[3] = {**rows[3], "TotalCharges": None}
-    many = api.decode_batch(orjson.dumps({"instances": rows}), 100)
-    assert many is not None and len(many) > api._FEW_ROWS
-    few = api.decode_batch(orjson.dumps({"instances": rows[:10]}), 100)
-    assert few is not None and len(few) <= api._FEW_ROWS
-    assert [column[:10] for column in many.columns] == list(few.columns)
-    assert many.ids[:10] == few.ids
-    assert list(many) == list(api.fast_rows(rows) or [])
+    del rows[5]["customerID"]
+    rows[6] = dict(reversed(list(rows[6].items())))  # keys in the opposite order
+    batch = api.decode_batch(orjson.dumps({"instances": rows}), 100)
+    assert batch is not None and len(batch) == len(rows)
+    expected = api.fast_rows(rows)
+    assert expected is not None
+    assert batch.columns == expected.columns
+    assert batch.ids == expected.ids
+    assert batch.ids[5] is None
+    assert batch.by_name()["tenure"] == tuple(i % 70 for i in range(37))
 
 
 def test_the_decoder_on_raw_json() -> None:
