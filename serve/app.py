@@ -267,10 +267,26 @@ def create_app(
             except BodyTooLargeError:
                 # Closing stops uvicorn from reading (and discarding) the rest of the body.
                 return json_response(too_large.body(), 413, Connection="close")
+            # Nothing else in flight: no batch to share, so the whole request is parsed, scored
+            # and answered in the scoring thread in one go (serve/batching.py). Not when rows
+            # may go to the challenger: which side scores a row is decided on the event loop.
+            alone = split is None and batcher.alone()
+            if not alone:
+                try:
+                    rows, _batch = api.parse(body, settings.max_batch_size)
+                except api.RequestError as exc:
+                    return json_response(exc.body(), 422)
+        if alone:
             try:
-                rows, _batch = api.parse(body, settings.max_batch_size)
+                rows, scored, answer = await batcher.score_alone(
+                    lambda: api.parse(body, settings.max_batch_size)[0], champion_answer
+                )
             except api.RequestError as exc:
                 return json_response(exc.body(), 422)
+            except NotReadyError:
+                return not_ready()
+            after_champion(rows, scored)
+            return Response(answer, media_type="application/json")
         if holder.current is None:
             return not_ready()
         sides = (
@@ -286,6 +302,11 @@ def create_app(
             scored = await batcher.score(rows)
         except NotReadyError:
             return not_ready()
+        after_champion(rows, scored)
+        return Response(champion_answer(rows, scored), media_type="application/json")
+
+    def champion_answer(rows: Sequence[Any], scored: Scored) -> bytes:
+        """The body of a 200 for rows all scored by `scored.model` (as `PredictResponse`)."""
         model = scored.model
         threshold = model.threshold
         proba = scored.probabilities
@@ -298,10 +319,7 @@ def create_app(
                 repeat(model.version, len(proba)),
             )
         )
-        after_champion(rows, scored)
-        return json_response(
-            {"predictions": predictions, "model": model.ref(), "threshold": threshold}
-        )
+        return _encode({"predictions": predictions, "model": model.ref(), "threshold": threshold})
 
     def after_champion(rows: Sequence[Any], scored: Scored) -> None:
         """Bookkeeping for rows the champion answered: O(1) each, the work is done later."""

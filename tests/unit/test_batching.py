@@ -50,6 +50,7 @@ def holder_with(version: int, predictor: Any) -> ModelHolder:
 
 async def with_batcher(batcher: MicroBatcher, body: Any) -> Any:
     task = asyncio.create_task(batcher.run())
+    await asyncio.sleep(0)  # the consumer starts (and makes its thread), as in the app's lifespan
     try:
         return await body()
     finally:
@@ -147,3 +148,114 @@ def test_no_model_fails_every_request_of_the_batch() -> None:
 
     results = asyncio.run(with_batcher(batcher, body))
     assert all(isinstance(r, NotReadyError) for r in results)
+
+
+def test_a_lone_request_is_parsed_scored_and_answered_in_the_scoring_thread() -> None:
+    gate = Gate()
+    gate.release.set()
+    batcher = MicroBatcher(holder_with(1, gate), max_rows=1000, max_wait_s=0.002)
+    threads: dict[str, str] = {}
+
+    def parse() -> Any:
+        threads["parse"] = threading.current_thread().name
+        return rows(7, 8)
+
+    def answer(scored_rows: Any, scored: Scored) -> bytes:
+        threads["answer"] = threading.current_thread().name
+        return orjson.dumps(scored.probabilities.tolist())
+
+    async def body() -> Any:
+        with batcher.arriving():
+            assert batcher.alone()
+        return await batcher.score_alone(parse, answer)
+
+    scored_rows, scored, answered = asyncio.run(with_batcher(batcher, body))
+    assert threads["parse"].startswith("predict") and threads["answer"] == threads["parse"]
+    assert len(scored_rows) == 2 and orjson.loads(answered) == pytest.approx([0.07, 0.08])
+    assert scored.model.version == 1
+    assert (batcher.batches, batcher.rows_scored) == (1, 2)
+
+
+def test_requests_that_arrive_while_a_lone_one_is_scored_queue_behind_it() -> None:
+    gate = Gate()
+    batcher = MicroBatcher(holder_with(1, gate), max_rows=1000, max_wait_s=0.002)
+
+    async def body() -> tuple[Any, Scored]:
+        with batcher.arriving():
+            assert batcher.alone()
+        lone = asyncio.create_task(batcher.score_alone(lambda: rows(1), lambda r, s: b""))
+        await asyncio.to_thread(gate.entered.wait, 5)
+        with batcher.arriving():
+            assert not batcher.alone()  # the thread is busy: this one takes the queue
+        later = asyncio.create_task(batcher.score(rows(2, 3)))
+        await asyncio.sleep(0.01)
+        gate.release.set()
+        return await lone, await later
+
+    (lone_rows, lone, _), later = asyncio.run(with_batcher(batcher, body))
+    assert lone.probabilities.tolist() == [0.01]
+    assert later.probabilities.tolist() == pytest.approx([0.02, 0.03])
+    assert [len(f) for f in gate.frames] == [1, 2]
+
+
+def test_a_lone_request_that_gives_up_keeps_the_thread_counted_busy_until_it_is_free() -> None:
+    gate = Gate()
+    batcher = MicroBatcher(holder_with(1, gate), max_rows=1000, max_wait_s=0.002)
+
+    async def body() -> list[bool]:
+        lone = asyncio.create_task(batcher.score_alone(lambda: rows(1), lambda r, s: b""))
+        await asyncio.to_thread(gate.entered.wait, 5)
+        lone.cancel()  # its timeout: the model is still running in the thread
+        with pytest.raises(asyncio.CancelledError):
+            await lone
+        seen = []
+        with batcher.arriving():
+            seen.append(batcher.alone())  # the thread is still busy
+        queued = asyncio.create_task(batcher.score(rows(2)))  # so this one takes the queue
+        gate.release.set()
+        assert (await queued).probabilities.tolist() == [0.02]
+        # Its batch has left and the thread is free: the next request is alone again.
+        with batcher.arriving():
+            seen.append(batcher.alone())
+        return seen
+
+    assert asyncio.run(with_batcher(batcher, body)) == [False, True]
+
+
+def test_a_burst_of_requests_is_remembered_until_a_batch_leaves() -> None:
+    """After a batch is answered its clients send their next requests: the first of them finds
+    nothing in flight, yet must not go alone (it would leave the others a predict call of
+    their own); it takes the queue, and the batcher waits for the others (bounded)."""
+    gate = Gate()
+    gate.release.set()
+    batcher = MicroBatcher(holder_with(1, gate), max_rows=1000, max_wait_s=0.002)
+
+    async def body() -> list[bool]:
+        seen = []
+        with batcher.arriving(), batcher.arriving(), batcher.arriving():
+            pass  # three requests were in flight at once
+        with batcher.arriving():
+            seen.append(batcher.alone())
+        await batcher.score(rows(1))  # a batch leaves with nothing else in flight
+        with batcher.arriving():
+            seen.append(batcher.alone())
+        return seen
+
+    assert asyncio.run(with_batcher(batcher, body)) == [False, True]
+
+
+def test_a_lone_request_hears_the_parse_error_and_a_missing_model() -> None:
+    batcher = MicroBatcher(ModelHolder(), max_rows=1000, max_wait_s=0.002)
+
+    def bad() -> Any:
+        raise api.RequestError((("instances[0].tenure", "must be an integer"),))
+
+    async def body() -> None:
+        with pytest.raises(api.RequestError):
+            await batcher.score_alone(bad, lambda r, s: b"")
+        with pytest.raises(NotReadyError):  # parsed, then no model to score with
+            await batcher.score_alone(lambda: rows(1), lambda r, s: b"")
+        with batcher.arriving():
+            assert batcher.alone()  # nothing left counted busy
+
+    asyncio.run(with_batcher(batcher, body))
