@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from serve import limits
 from serve import schema as api
+from serve.accesslog import ACCESS_LOGGER, AccessLog
 from serve.batching import MicroBatcher
 from serve.holder import LoadedModel, ModelHolder, NotReadyError, Scored
 from serve.metrics import Metrics, MetricsMiddleware
@@ -170,6 +171,10 @@ def create_app(
             asyncio.create_task(reloader.run(), name="model-poll"),
             asyncio.create_task(batcher.run(), name="micro-batcher"),
             asyncio.create_task(monitor.run(), name="traffic-profile"),
+            # uvicorn's access log lines, written together every 0.1 s (serve/accesslog.py)
+            asyncio.create_task(
+                AccessLog(logging.getLogger(ACCESS_LOGGER)).run(), name="access-log"
+            ),
         ]
         if challenger_reloader is not None:
             tasks.append(asyncio.create_task(challenger_loop(), name="challenger-poll"))

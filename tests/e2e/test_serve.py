@@ -293,6 +293,29 @@ def test_empty_registry_is_not_ready_until_a_champion_exists(
         assert set(info["metrics"]) == {"auc", "f1", "precision", "recall", "accuracy", "log_loss"}
 
 
+def test_every_request_has_its_access_log_line_written_in_batches(
+    trained: Trained, tmp_path: Path
+) -> None:
+    """uvicorn's access log is written every 0.1 s instead of per request (serve/accesslog.py):
+    lines show up while the service runs, and none is lost when it stops."""
+    uri, _client = copy_store(trained, tmp_path, champion=trained.versions[0])
+    rows = request_rows(data.read_parquet(trained.data).head(3))
+    with service(tmp_path, uri, CHURN_RELOAD_INTERVAL="0") as url:
+        log = tmp_path / f"serve-{url.rsplit(':', 1)[1]}.log"
+        wait_ready(url)
+        with httpx.Client(base_url=url) as http:
+            for _ in range(20):
+                assert http.post("/predict", json={"instances": rows}).status_code == 200
+            assert wait_until(lambda: log.read_text().count('"POST /predict') == 20, 5, 0.05), (
+                log.read_text()[-2000:]
+            )
+            for _ in range(5):
+                assert http.post("/predict", json={"instances": []}).status_code == 422
+    lines = log.read_text()
+    assert lines.count('"POST /predict HTTP/1.1" 200') == 20
+    assert lines.count('"POST /predict HTTP/1.1" 422') == 5
+
+
 # ---------------------------------------------------------------------------------------------
 # Champion and challenger on live traffic (issue 7): the real service, real models, real HTTP.
 

@@ -192,7 +192,7 @@ def test_requests_that_arrive_while_a_lone_one_is_scored_queue_behind_it() -> No
         gate.release.set()
         return await lone, await later
 
-    (lone_rows, lone, _), later = asyncio.run(with_batcher(batcher, body))
+    (_rows, lone, _), later = asyncio.run(with_batcher(batcher, body))
     assert lone.probabilities.tolist() == [0.01]
     assert later.probabilities.tolist() == pytest.approx([0.02, 0.03])
     assert [len(f) for f in gate.frames] == [1, 2]
