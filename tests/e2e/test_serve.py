@@ -158,6 +158,24 @@ def test_predictions_match_pyfunc_and_swaps_under_load_fail_nothing(
         run_id = client.get_model_version(MODEL_NAME, str(v1)).run_id
         assert body["model"] == {"name": "churn", "version": v1, "run_id": run_id}
         assert body["threshold"] == 0.5
+        # The same rows from 6 clients at once: requests in flight together share batches, a
+        # lone one is scored in one go in the scoring thread; either way, pyfunc's numbers.
+        barrier = threading.Barrier(6)
+        answers: list[Any] = []
+
+        def post_together() -> None:
+            barrier.wait(10)
+            answers.append(httpx.post(f"{url}/predict", json={"instances": rows}, timeout=30))
+
+        clients = [threading.Thread(target=post_together) for _ in range(6)]
+        for t in clients:
+            t.start()
+        for t in clients:
+            t.join(timeout=60)
+        assert [a.status_code for a in answers] == [200] * 6
+        for answer in answers:
+            got = np.array([p["churn_probability"] for p in answer.json()["predictions"]])
+            np.testing.assert_allclose(got, reference, rtol=0, atol=1e-9)
 
         stop = threading.Event()
         result = LoadResult()
