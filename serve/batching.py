@@ -19,8 +19,8 @@ or scored) could not share a batch anyway: `score_alone` runs its whole CPU work
 predict, answer) in the scoring thread in one go, instead of parsing on the event loop, handing
 the rows over, and handing the probabilities back to be answered. One hand-off each way and the
 request's data never changes threads: for a lone 1,000-row request ~5% less CPU, and the event
-loop stays free meanwhile. The model still
-only ever runs in the scoring thread, so a model that hangs cannot freeze the service.
+loop stays free meanwhile. The model still only ever runs in the scoring thread, so a model
+that hangs cannot freeze the service.
 
 `ModelHolder.score` reads the model reference once per batch: every request in the batch is
 scored by, and reports, the same version, even if a hot swap happens meanwhile.
@@ -43,6 +43,7 @@ from serve.schema import concat_rows
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+SHUTTING_DOWN = "the service is shutting down"
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ class MicroBatcher:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise  # the request itself was cancelled (its timeout, a disconnect)
-            raise RuntimeError("the service is shutting down") from None  # executor shut down
+            raise RuntimeError(SHUTTING_DOWN) from None  # executor shut down
         self.batches += 1
         self.rows_scored += len(rows)
         return rows, scored, answered
@@ -157,7 +158,7 @@ class MicroBatcher:
                 batch = await self._next_batch()
                 await self._score(batch)
         finally:
-            _fail(self._queue, RuntimeError("the service is shutting down"))
+            _fail(self._queue, RuntimeError(SHUTTING_DOWN))
             self._queue.clear()
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
@@ -199,7 +200,7 @@ class MicroBatcher:
         try:
             scored = await loop.run_in_executor(self._executor, self.holder.score, rows)
         except asyncio.CancelledError:
-            _fail(live, RuntimeError("the service is shutting down"))
+            _fail(live, RuntimeError(SHUTTING_DOWN))
             raise
         except Exception as exc:  # NotReadyError, or the model failed: every request hears it
             _fail(live, exc)
