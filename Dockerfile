@@ -48,11 +48,10 @@ USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
-# `make serve`'s command line. --timeout-keep-alive 75: longer than the idle timeouts of the
-# clients and load balancers in front of it (httpx 5 s, nginx/ALB 60 s), so the server never
-# closes a connection a client is about to reuse.
+# `make serve`'s command line (the Makefile's SERVE_CMD says why each flag; a test compares them).
+# compose.yaml and deploy/k8s run this CMD as it is.
 CMD ["uvicorn", "--factory", "serve.app:main", "--host", "0.0.0.0", "--port", "8000", \
-     "--timeout-keep-alive", "75"]
+     "--timeout-keep-alive", "75", "--http", "serve.protocol:LimitedHttpToolsProtocol"]
 
 # ---- baked: one registered version inside the image, for hosts that cannot reach a registry --
 # The build downloads models:/churn/<MODEL_VERSION> from SOURCE_TRACKING_URI into a small
@@ -65,7 +64,7 @@ ARG SOURCE_TRACKING_URI
 USER 0:0
 COPY deploy/bake.py deploy/bake.py
 RUN --mount=type=secret,id=mlflow_token,env=MLFLOW_TRACKING_TOKEN,required=false \
-    python deploy/bake.py --tracking-uri "${SOURCE_TRACKING_URI}" --version "${MODEL_VERSION}" \
+    python -m deploy.bake --tracking-uri "${SOURCE_TRACKING_URI}" --version "${MODEL_VERSION}" \
       --out /app/baked \
  && chown -R churn:churn /app/baked
 ENV MLFLOW_TRACKING_URI=sqlite:////app/baked/mlflow.db \

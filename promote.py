@@ -5,14 +5,19 @@ held-out rows: by default the rows train.py held out of the data the challenger 
 (data/customers.parquet, the newest snapshot), which neither model trained on. The challenger must
 beat the champion by at least epsilon AND the lower bound of a paired bootstrap 95% confidence
 interval of the difference must be > 0 (for log_loss, lower is better: the difference must be
-<= -epsilon with an upper bound < 0). The evaluation is logged to the experiment
+<= -epsilon with an upper bound < 0). With --epsilon 0 the rule is "at least as good": the bound
+may touch 0 (>= 0; <= 0 for log_loss), so a tie -- both score the holdout identically, interval
+[0, 0], e.g. a retrain on the same data with the same seed -- is promoted; with any epsilon > 0
+a tie is refused. The evaluation is logged to the experiment
 churn-evaluations, with the holdout; the promoted version is tagged validated_on_md5.
 When that data is not here (or the challenger records none), and with --no-reevaluate, the
 logged metrics are compared (fair only if both runs were evaluated on the same split).
 
 On success @prev-champion is set to the old champion first, @champion moves, @challenger is
 removed, and the new champion is tagged promoted_over / validated_by. With no champion yet (cold
-start) the challenger is promoted. With no @challenger there is nothing to do (exit 0).
+start) the challenger is promoted. With no @challenger there is nothing to do (exit 0). Every
+decision, a refusal included, is on the ledger (python -m churn history). A challenger that should
+not be promoted is retired with: churn retire --reason "why".
 
     python promote.py                    # compare and promote if better
     python promote.py --dry-run          # compare, report, change nothing
@@ -27,8 +32,14 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from churn import cli, ledger, registry, settings, tracking
+from churn import cli, decide, describe, ledger, registry, settings, tracking
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from churn import evaluate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,40 +72,22 @@ def main(argv: list[str] | None = None) -> int:
         p.error("argument --holdout: not allowed with --no-reevaluate")
 
     def body() -> int:
-        from churn import evaluate
-
         params = settings.load_params()
         metric = args.metric or params.gate.metric
         epsilon = params.gate.epsilon if args.epsilon is None else args.epsilon
-        resamples = args.resamples or params.gate.bootstrap_resamples
         uri = settings.tracking_uri(args.tracking_uri)
-        client = tracking.connect(uri)
-        required = args.reevaluate is True or args.holdout is not None
+        client = tracking.connect(uri, writes=True)
         done: list[evaluate.Evaluation] = []
-
-        def reevaluate(
-            champ: int, chal: int
-        ) -> tuple[registry.Candidate, registry.Candidate, registry.PairedDiff] | None:
-            try:
-                holdout = evaluate.build_holdout(
-                    client, champ, chal, Path(work), args.data, args.holdout
-                )
-            except evaluate.HoldoutUnavailable as exc:
-                if required:
-                    raise
-                if not exc.quiet:
-                    note = f"no fresh holdout ({exc}); gating on logged metrics"
-                    print(f"promote.py: {note}", file=sys.stderr)
-                return None
-            rows = f"{len(holdout.frame):,} rows: {holdout.source}"
-            print(f"promote.py: re-evaluating v{champ} and v{chal} on {rows}", file=sys.stderr)
-            ev = evaluate.reevaluate(
-                client, champ, chal, holdout, metric, params.threshold, resamples, params.seed
-            )
-            done.append(ev)
-            return ev.champion, ev.challenger, ev.paired
-
+        source = decide.Holdout(
+            data_path=args.data,
+            holdout_path=args.holdout,
+            required=args.reevaluate is True or args.holdout is not None,
+            resamples=args.resamples,
+        )
         with tempfile.TemporaryDirectory(prefix="churn-holdout-") as work:
+            reevaluate = decide.honest_reevaluator(
+                client, Path(work), metric, params, done, _note, source
+            )
             with tracking.store_errors(uri):
                 result = registry.promote(
                     client,
@@ -102,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                     epsilon,
                     dry_run=args.dry_run,
                     reevaluate=None if args.reevaluate is False else reevaluate,
+                    verify=registry.loads(f"register a loadable @{settings.CHALLENGER}"),
+                    uri=uri,
                 )
             d = result.decision
             if d is None:
@@ -121,30 +116,39 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"PROMOTED: @{settings.CHAMPION} -> v{d.challenger.version}{_cold(d)}")
             if not result.dry_run:
                 with tracking.store_errors(uri):
-                    ev = done[0] if done else None
-                    eval_run = None
-                    if ev is not None:
-                        eval_run = evaluate.log_evaluation(client, uri, ev, d, result.promoted)
-                        if result.promoted:
-                            version = str(d.challenger.version)
-                            for key, value in (
-                                ("validated_on_md5", ev.holdout.md5),
-                                ("evaluation_run", eval_run),
-                            ):
-                                client.set_model_version_tag(
-                                    settings.MODEL_NAME, version, key, value
-                                )
-                    ledger.record_promotion(
-                        client,
-                        uri,
-                        d,
-                        result.promoted,
-                        holdout_md5=ev.holdout.md5 if ev else None,
-                        evaluation_run_id=eval_run,
-                    )
+                    _record_evidence(client, uri, result, done[0] if done else None)
+                    describe.note_promotion(client, d, result.promoted)
         return 0 if d.promote else 1
 
     return cli.run("promote.py", body)
+
+
+def _record_evidence(
+    client: MlflowClient, uri: str, result: registry.PromoteResult, ev: evaluate.Evaluation | None
+) -> None:
+    """The evaluation run, and the decision's record: a promotion's record was written with
+    the move (churn.registry) and gains the evidence here; a refusal's is written here."""
+    from churn import evaluate
+
+    d = result.decision
+    assert d is not None
+    eval_run = None
+    md5 = ev.holdout.md5 if ev is not None else None
+    if ev is not None:
+        eval_run = evaluate.log_evaluation(client, uri, ev, d, result.promoted)
+        if result.promoted:
+            for key, value in (("validated_on_md5", md5), ("evaluation_run", eval_run)):
+                client.set_model_version_tag(
+                    settings.MODEL_NAME, str(d.challenger.version), key, value
+                )
+    if not result.promoted:
+        ledger.record_kept(client, uri, d, holdout_md5=md5, evaluation_run_id=eval_run)
+    elif result.ledger_run is not None:
+        ledger.annotate(client, result.ledger_run, holdout_md5=md5, evaluation_run_id=eval_run)
+
+
+def _note(message: str) -> None:
+    print(f"promote.py: {message}", file=sys.stderr)
 
 
 def _cold(d: registry.GateDecision) -> str:

@@ -9,24 +9,27 @@ you back where you started. The demoted version is tagged rolled_back=true.
 
 from __future__ import annotations
 
-from churn import cli, ledger, registry, settings, tracking
+from churn import cli, describe, registry, settings, tracking
 
 
 def main(argv: list[str] | None = None) -> int:
     p = cli.parser("rollback.py", __doc__ or "")
     p.add_argument("--dry-run", action="store_true", help="report what would move, change nothing")
+    p.add_argument("--reason", metavar="TEXT", help="why, recorded on the ledger with the move")
     args = p.parse_args(argv)
 
     def body() -> int:
         uri = settings.tracking_uri(args.tracking_uri)
-        client = tracking.connect(uri)
+        client = tracking.connect(uri, writes=True)
         with tracking.store_errors(uri):
-            result = registry.rollback(client, dry_run=args.dry_run)
+            # The version it brings back must load, or the rollback is a second outage.
+            verify = registry.loads("fix or re-register v{version} before rolling back to it")
+            result = registry.rollback(client, args.dry_run, verify, uri, args.reason)
         for line in registry.format_rollback(result):
             print(line)
         if not result.dry_run:
             with tracking.store_errors(uri):
-                ledger.record_rollback(client, uri, result)
+                describe.note_rollback(client, result)
         return 0
 
     return cli.run("rollback.py", body)

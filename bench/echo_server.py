@@ -2,7 +2,7 @@
 small JSON answer. The benchmark points its load generator at it to measure the *client's*
 ceiling, so a reader can see the load generator is not what limits the numbers.
 
-    python bench/echo_server.py PORT
+    python -m bench.echo_server PORT
 """
 
 from __future__ import annotations

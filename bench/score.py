@@ -41,11 +41,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `python bench/score.py` as well as `python -m bench.score`
-    sys.path.insert(0, str(ROOT))
+from bench.serve import MODEL_URI, ensure_champion, report, store_uri
 
-from bench.serve import MODEL_URI, ensure_champion, report, store_uri  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 WORK = ROOT / "bench" / ".work" / "score"
 RESULTS = ROOT / "bench" / "results" / "score.json"

@@ -7,9 +7,10 @@
 What it does, in order:
  1. builds a champion if needed: generated data -> `churn.training.train` -> `churn.registry.
     promote`, in a bench-owned SQLite store under bench/.work/ (never the repository's mlflow.db);
- 2. picks a load generator: `wrk` (installed with apt-get when missing and possible), else an
-    asyncio httpx client; either way it first measures the client alone against a trivial HTTP
-    server (bench/echo_server.py), so the table shows the client's own ceiling;
+ 2. picks a load generator: `wrk` (`make setup-bench` installs it; the bench installs
+    nothing), else an asyncio httpx client; either way it first measures the client alone
+    against a trivial HTTP server (bench/echo_server.py), so the table shows the client's own
+    ceiling;
  3. times the raw `pyfunc.predict` of the batch bodies in this process (the floor for batches);
  4. for each server (ours: the `make serve` command; theirs: `mlflow models serve -m
     models:/churn@champion --env-manager local`, one uvicorn worker each): starts it on a free
@@ -20,11 +21,16 @@ What it does, in order:
     alternating 2 s slices (8 rounds: the ratio judged is the median round's, so a machine that
     drifts during the run cannot decide it); then a steady run at 16 connections (`--soak`,
     default 60 s) sampling the process tree's RSS;
- 5. prints one table (req/s, rows/s, p50/p99 latency, errors, peak RSS, ours/theirs) and the
-    targets met or not, and writes it all as JSON.
+    The floor (bench/floor.py) runs beside them: a bare FastAPI route and a bare ASGI app on
+    our exact uvicorn command line, driven with the same one-row bodies (no batches, no
+    steady run), so the table shows ours as a share of what the framework alone does;
+ 5. prints one table (req/s, rows/s, p50/p99 latency, errors, peak RSS, ours/theirs, ours as a
+    share of the floor) and the targets met or not, and writes it all as JSON.
 
 Both servers get equivalent rows: ours `{"instances": [...]}` (with the customerID it echoes),
-theirs `{"dataframe_records": [...]}` (the model's features). Only one server runs at a time.
+theirs `{"dataframe_records": [...]}` (the model's features); ours also gets theirs' bodies on
+its own /invocations (MLflow's protocol, the "/invoc" rows), right after its /predict. Only one
+server runs at a time.
 Exit codes: 0 the run completed (targets are reported, not enforced), 2 usage error, 1 a server
 failed to start or the run could not complete.
 """
@@ -40,7 +46,6 @@ import platform
 import re
 import shlex
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,14 +57,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.floor import FLOORS
+from churn.procs import HOST, NotReadyError, free_port, stop_process, wait_for_http, wait_port
+
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `python bench/serve.py` as well as `python -m bench.serve`
-    sys.path.insert(0, str(ROOT))
 
 WORK = ROOT / "bench" / ".work"
 RESULTS = ROOT / "bench" / "results" / "serve.json"
 VENV_BIN = Path(sys.executable).parent
-HOST = "127.0.0.1"
 MODEL_URI = "models:/churn@champion"
 
 
@@ -114,12 +119,6 @@ class Load:
 
 def progress(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,26 +308,11 @@ end
 """
 
 
-def find_wrk(install: bool) -> str | None:
-    """`wrk` from PATH; when missing and `install`, try apt-get (as root or with sudo -n)."""
-    found = shutil.which("wrk")
-    if found or not install or not shutil.which("apt-get"):
-        return found
-    prefix: list[str] = []
-    if hasattr(os, "geteuid") and os.geteuid() != 0:
-        if not shutil.which("sudo"):
-            return None
-        prefix = ["sudo", "-n"]
-    progress("wrk not found: trying apt-get install wrk")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    add_wrk = [*prefix, "apt-get", "install", "-y", "-qq", "wrk"]
-    for argv in (add_wrk, [*prefix, "apt-get", "update", "-qq"], add_wrk):
-        try:
-            done = subprocess.run(argv, env=env, capture_output=True, timeout=300, check=False)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        if argv is add_wrk and done.returncode == 0:
-            break
+SETUP_HINT = "run `make setup-bench` (installs wrk with apt-get)"
+
+
+def find_wrk() -> str | None:
+    """`wrk` from PATH. Installing it is `make setup-bench`'s job: a benchmark installs nothing."""
     return shutil.which("wrk")
 
 
@@ -462,12 +446,13 @@ def client_ceiling(
     any server work: the load generator and the loopback carrying the body)."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "echo_server.py"), str(port)],
+        [sys.executable, "-m", "bench.echo_server", str(port)],
+        cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_port(port, proc, 20)
+        wait_port(port, proc, 20)
         out = {}
         for connections in (16, 64):
             load = client.run(f"http://{HOST}:{port}/", [body], connections, seconds, 1)
@@ -477,19 +462,7 @@ def client_ceiling(
             out["batch_c1_p50_ms"] = round(load.p50_ms, 3)
         return out
     finally:
-        _stop(proc)
-
-
-def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"helper server exited with {proc.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex((HOST, port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {HOST}:{port} after {timeout} s")
+        stop_process(proc)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -532,36 +505,40 @@ class Server:
     port: int
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    cwd: Path = ROOT
+    # A floor (bench/floor.py): only the one-row scenarios, no steady run, never "ours"
+    floor: bool = False
 
     @property
     def base(self) -> str:
         return f"http://{HOST}:{self.port}"
 
     def start(self, timeout: float = 180.0) -> float:
-        """Start the process; seconds from `Popen` to the first 200 on the ready path."""
-        import httpx
-
+        """Start the process (in a session of its own, so that stopping it stops the workers it
+        forks); seconds from `Popen` to the first 200 on the ready path."""
         with self.log.open("wb") as out:
             t0 = time.perf_counter()
             self.proc = subprocess.Popen(
-                self.argv, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
-            )
-        deadline = t0 + timeout
-        with httpx.Client(timeout=2.0) as client:
-            while time.perf_counter() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(
-                        f"{self.name} exited with {self.proc.returncode} before "
-                        f"{self.ready_path} answered; log: {_rel(self.log)}\n"
-                        + self.log.read_text(errors="replace")[-3000:]
-                    )
-                try:
-                    if client.get(self.base + self.ready_path).status_code == 200:
-                        return time.perf_counter() - t0
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.02)
-        raise TimeoutError(f"{self.name}: {self.ready_path} not 200 within {timeout} s")
+                self.argv, cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        try:
+            wait_for_http(self.base + self.ready_path, timeout, self.proc, interval=0.02)
+        except NotReadyError:
+            self.stop()  # the workers it forked, if any
+            raise RuntimeError(
+                f"{self.name} exited with {self.proc.returncode} before {self.ready_path} "
+                f"answered; log: {_rel(self.log)}\n" + self.log.read_text(errors="replace")[-3000:]
+            ) from None
+        except BaseException as exc:  # a timeout, or Ctrl-C while waiting: leave nothing running
+            self.stop()
+            if not isinstance(exc, TimeoutError):
+                raise
+            raise TimeoutError(
+                f"{self.name}: {self.ready_path} not 200 within {timeout:g} s; log: "
+                f"{_rel(self.log)}"
+            ) from None
+        return time.perf_counter() - t0
 
     def processes(self) -> list[Any]:
         import psutil
@@ -593,7 +570,7 @@ class Server:
 
     def stop(self) -> None:
         if self.proc is not None:
-            _stop(self.proc)
+            stop_process(self.proc, group=True)
 
 
 def _hwm(pid: int) -> int | None:
@@ -604,17 +581,6 @@ def _hwm(pid: int) -> int | None:
     except OSError:
         return None
     return None
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
 
 
 class PeakSampler:
@@ -662,7 +628,6 @@ class Options:
     rows: int
     seed: int
     client: str
-    install_wrk: bool
     output: Path
     work: Path
     skip_theirs: bool = False
@@ -707,11 +672,8 @@ def parse_args(argv: list[str] | None) -> Options:
         "--client",
         choices=("auto", "wrk", "httpx"),
         default="auto",
-        help="load generator: wrk (installed with apt-get if missing and possible), the asyncio "
-        "httpx client, or auto (wrk when available, else httpx; default)",
-    )
-    parser.add_argument(
-        "--no-install", action="store_true", help="never try to apt-get install wrk"
+        help="load generator: wrk (`make setup-bench` installs it), the asyncio httpx client, "
+        "or auto (wrk when installed, else httpx; default)",
     )
     parser.add_argument(
         "--output",
@@ -758,7 +720,6 @@ def parse_args(argv: list[str] | None) -> Options:
         rows=args.rows,
         seed=args.seed,
         client=args.client,
-        install_wrk=not args.no_install,
         output=output,
         work=work,
         skip_theirs=args.skip_theirs,
@@ -770,12 +731,12 @@ def parse_args(argv: list[str] | None) -> Options:
 
 def pick_client(opts: Options) -> Client:
     if opts.client in ("auto", "wrk"):
-        binary = find_wrk(opts.install_wrk)
+        binary = find_wrk()
         if binary:
             return WrkClient(binary, opts.work)
         if opts.client == "wrk":
-            raise RuntimeError("wrk is not installed and could not be installed (apt-get)")
-        progress("wrk unavailable: using the asyncio httpx client")
+            raise RuntimeError(f"wrk is not installed: {SETUP_HINT}")
+        progress(f"wrk not installed ({SETUP_HINT}): using the asyncio httpx client")
     return HttpxClient()
 
 
@@ -833,12 +794,14 @@ def measure(
     report: Callable[[str], None] = progress,
     reference: RawPyfunc | None = None,
     frames: Sequence[Any] = (),
+    invocations: dict[int, list[bytes]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Time start -> ready for each server, alternating (`opts.starts` times each; the last
     start stays up); then run every scenario and the steady run on each server back to back,
     so both see the same machine conditions (a busy neighbour slows both, not one); with a
     `reference`, our 1,000-row time paired with the raw pyfunc's; stop them. One half-table
-    per server."""
+    per server. With `invocations` (MLflow-format bodies), each scenario also runs on the first
+    server's /invocations, right after its /predict ("ours_invocations")."""
     out: dict[str, dict[str, Any]] = {}
     samplers: dict[str, PeakSampler] = {}
     starts: dict[str, list[float]] = {server.name: [] for server, _bodies in servers}
@@ -869,6 +832,8 @@ def measure(
                     client.run(url, bodies[rows], 1, min(opts.warm_s, 1.0), rows)
         for sc in SCENARIOS:
             for server, bodies in servers:
+                if sc.rows not in bodies:  # a floor: one-row bodies only
+                    continue
                 url = server.base + server.predict_path
                 load = client.run(url, bodies[sc.rows], sc.connections, opts.seconds, sc.rows)
                 out[server.name]["scenarios"][sc.key] = load.as_dict()
@@ -876,6 +841,17 @@ def measure(
                     f"{server.name:<6}: {sc.title:<20} {load.rps:9.1f} req/s  "
                     f"p50 {load.p50_ms:8.2f} ms  p99 {load.p99_ms:8.2f} ms  errors {load.errors}"
                 )
+                if invocations is not None and server is servers[0][0]:
+                    load = client.run(
+                        server.base + "/invocations", invocations[sc.rows], sc.connections,
+                        opts.seconds, sc.rows,
+                    )  # fmt: skip
+                    mlflow = out.setdefault("ours_invocations", {"scenarios": {}})
+                    mlflow["scenarios"][sc.key] = load.as_dict()
+                    report(
+                        f"/invoc: {sc.title:<20} {load.rps:9.1f} req/s  p50 "
+                        f"{load.p50_ms:8.2f} ms  p99 {load.p99_ms:8.2f} ms  errors {load.errors}"
+                    )
         if reference is not None and frames:
             server, bodies = servers[0]
             report(
@@ -892,6 +868,9 @@ def measure(
                 f"{paired['ratio_median']:.2f}x"
             )
         for server, bodies in servers:
+            if server.floor:
+                out[server.name]["peak_rss_mb"] = round(samplers[server.name].peak / 2**20, 1)
+                continue
             report(f"{server.name}: steady run, 16 conns, {opts.soak_s:g} s (RSS sampled)")
             url = server.base + server.predict_path
             rss_before = server.rss_bytes()
@@ -922,6 +901,20 @@ def ratio(ours: float, theirs: float) -> float | None:
     if not theirs or math.isnan(theirs) or math.isnan(ours):
         return None
     return ours / theirs
+
+
+def floor_shares(result: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Our req/s as a share of each floor's (bench/floor.py), per one-row scenario: 1.0 would
+    be a scoring path that costs nothing."""
+    ours = result["ours"]["scenarios"]
+    shares: dict[str, dict[str, float | None]] = {}
+    for sc in SCENARIOS:
+        for name in FLOORS:
+            floor = (result.get(f"{name}_floor") or {}).get("scenarios", {}).get(sc.key)
+            if floor is not None and sc.key in ours:
+                r = ratio(ours[sc.key]["req_per_s"], floor["req_per_s"])
+                shares.setdefault(sc.key, {})[name] = None if r is None else round(r, 3)
+    return shares
 
 
 def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -966,9 +959,10 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 def table(result: dict[str, Any]) -> str:
     """The results as one plain-text table (what the run prints)."""
     ours, theirs = result["ours"], result.get("theirs") or {}
+    mlflow = (result.get("ours_invocations") or {}).get("scenarios", {})
     lines = []
     head = (
-        f"{'scenario':<20} {'':<6} {'req/s':>10} {'rows/s':>11} {'p50 ms':>9} {'p99 ms':>9} "
+        f"{'scenario':<20} {'':<7} {'req/s':>10} {'rows/s':>11} {'p50 ms':>9} {'p99 ms':>9} "
         f"{'errors':>7}"
     )
     lines.append(head)
@@ -976,23 +970,28 @@ def table(result: dict[str, Any]) -> str:
     for sc in SCENARIOS:
         o = ours["scenarios"][sc.key]
         t = theirs.get("scenarios", {}).get(sc.key)
-        for label, row in (("ours", o), ("theirs", t)):
+        # "/invoc": our service with MLflow's bodies on /invocations, beside its /predict
+        floors = [(n, (result.get(f"{n}_floor") or {}).get("scenarios", {})) for n in FLOORS]
+        labelled = [("ours", o), ("/invoc", mlflow.get(sc.key)), ("theirs", t)]
+        labelled += [(name, rows.get(sc.key)) for name, rows in floors]
+        for label, row in labelled:
             if row is None:
                 continue
             lines.append(
-                f"{sc.title if label == 'ours' else '':<20} {label:<6} "
+                f"{sc.title if label == 'ours' else '':<20} {label:<7} "
                 f"{_fmt(row['req_per_s']):>10} "
                 f"{_fmt(row['rows_per_s'], 0):>11} {_fmt(row['p50_ms'], 2):>9} "
                 f"{_fmt(row['p99_ms'], 2):>9} {row['errors']:>7}"
             )
         if t is not None:
             lines.append(
-                f"{'':<20} {'ratio':<6} {_fmt(ratio(o['req_per_s'], t['req_per_s']), 2) + 'x':>10} "
+                f"{'':<20} {'ratio':<7} {_fmt(ratio(o['req_per_s'], t['req_per_s']), 2) + 'x':>10} "
                 f"{_fmt(ratio(o['rows_per_s'], t['rows_per_s']), 2) + 'x':>11} "
                 f"{_fmt(ratio(o['p50_ms'], t['p50_ms']), 2) + 'x':>9} "
                 f"{_fmt(ratio(o['p99_ms'], t['p99_ms']), 2) + 'x':>9}"
             )
     lines.append("")
+    lines.extend(_floor_lines(result))
     raw = result["raw_pyfunc_ms"]
     lines.append(
         "raw pyfunc.predict in-process (median): "
@@ -1048,6 +1047,22 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _floor_lines(result: dict[str, Any]) -> list[str]:
+    """Ours as a share of each floor's req/s (the "fastapi" and "asgi" rows above)."""
+    shares = result.get("floor_share") or floor_shares(result)
+    if not shares:
+        return []
+    lines = ["ours as a share of the floor (req/s; bench/floor.py on our uvicorn command line):"]
+    for sc in SCENARIOS:
+        if sc.key in shares:
+            parts = [
+                f"{_fmt(v, 2)} of the bare {'FastAPI route' if n == 'fastapi' else 'ASGI app'}"
+                for n, v in shares[sc.key].items()
+            ]
+            lines.append(f"  {sc.title:<20} " + ", ".join(parts))
+    return [*lines, ""]
+
+
 def _ceiling_text(ceiling: dict[str, float]) -> str:
     parts = [
         f"{k.split('_')[0]} {v:,.0f} req/s" for k, v in ceiling.items() if k.endswith("_req_per_s")
@@ -1057,6 +1072,35 @@ def _ceiling_text(ceiling: dict[str, float]) -> str:
             f"a {PAIRED_ROWS:,}-row body at 1 conn {ceiling['batch_c1_p50_ms']:.2f} ms p50"
         )
     return ", ".join(parts)
+
+
+def build_servers(
+    opts: Options, bodies: Bodies, env: dict[str, str]
+) -> list[tuple[Server, dict[int, list[bytes]]]]:
+    """Ours first (the paired batch runs on the first), then the floors on our command line
+    with their app factory swapped in (one-row bodies only), then `mlflow models serve`."""
+    port = free_port()
+    ours = Server(
+        "ours", ours_command(port, opts.workers), env, "/ready", "/predict", port,
+        opts.work / "ours.log",
+    )  # fmt: skip
+    servers = [(ours, bodies.ours)]
+    for name, factory in FLOORS.items():
+        port = free_port()
+        argv = [factory if a == "serve.app:main" else a for a in ours_command(port, opts.workers)]
+        floor = Server(
+            f"{name}_floor", argv, env, "/ready", "/predict", port, opts.work / f"{name}.log",
+            floor=True,
+        )  # fmt: skip
+        servers.append((floor, {1: bodies.ours[1]}))
+    if not opts.skip_theirs:
+        port = free_port()
+        theirs = Server(
+            "theirs", theirs_command(port), env, "/ping", "/invocations", port,
+            opts.work / "theirs.log",
+        )  # fmt: skip
+        servers.append((theirs, bodies.theirs))
+    return servers
 
 
 def run(opts: Options) -> dict[str, Any]:
@@ -1102,29 +1146,14 @@ def run(opts: Options) -> dict[str, Any]:
         },
         "raw_pyfunc_ms": raw,
     }
-    port = free_port()
-    servers = [
-        (
-            Server(
-                "ours", ours_command(port, opts.workers), env, "/ready", "/predict", port,
-                opts.work / "ours.log",
-            ),
-            bodies.ours,
-        )
-    ]  # fmt: skip
-    if not opts.skip_theirs:
-        port = free_port()
-        servers.append(
-            (
-                Server(
-                    "theirs", theirs_command(port), env, "/ping", "/invocations", port,
-                    opts.work / "theirs.log",
-                ),
-                bodies.theirs,
-            )
-        )  # fmt: skip
+    servers = build_servers(opts, bodies, env)
     frames = bodies.frames[PAIRED_ROWS]
-    result.update(measure(servers, client, opts, reference=reference, frames=frames))
+    result.update(
+        measure(
+            servers, client, opts, reference=reference, frames=frames, invocations=bodies.theirs
+        )
+    )
+    result["floor_share"] = floor_shares(result)
     result["targets"] = targets(result)
     result["total_s"] = round(time.monotonic() - t0, 1)
     return result

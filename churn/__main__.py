@@ -1,24 +1,33 @@
-"""`python -m churn <command>`: the project's tools beyond the four registry scripts.
+"""`churn <command>` (or `python -m churn <command>`): every tool of the project, one command.
 
-python -m churn prepare              # params.yaml source -> data/customers.parquet (DVC stage)
-python -m churn lineage [--alias A]  # alias -> version -> run -> commit -> data bytes
-python -m churn status               # one line: who is champion
-python -m churn pipeline             # dvc repro, then promote.py, then status (make pipeline)
-python -m churn retrain --snapshot M # data.snapshot := M, dvc repro -> @challenger (make retrain)
-python -m churn drift --reference 2026-07 --current 2026-10   # PSI per feature and prediction
-python -m churn score --input 'data/*.parquet' --output scores/  # batch scoring on Spark
-python -m churn history [--at TIME]  # alias moves recorded by promote/rollback
+churn train                    # train, log, register as @challenger (= python train.py)
+churn promote [--dry-run]      # gate -> @champion (= python promote.py)
+churn rollback [--dry-run]     # swap @champion and @prev-champion (= python rollback.py)
+churn register --run-id ID     # a run's model -> a new version (= python register.py)
+churn prepare                  # params.yaml source -> data/customers.parquet (DVC stage)
+churn lineage [--alias A]      # alias -> version -> run -> commit -> data bytes
+churn status                   # one line: who is champion
+churn versions [--json]        # every version: aliases, gate metric, data md5, marks
+churn retire --reason TEXT     # remove @challenger, tag its version retired, on the ledger
+churn pipeline                 # dvc repro, then promote, then status (make pipeline)
+churn retrain --snapshot M     # data.snapshot := M, dvc repro -> @challenger (make retrain)
+churn drift --reference 2026-07 --current 2026-10   # PSI per feature and prediction
+churn score --input 'data/*.parquet' --output scores/  # batch scoring on Spark
+churn history [--at TIME]      # alias moves on the ledger
+churn outcomes --labels outcomes.csv           # who churned, beside the prediction log
+churn live-eval --since 2026-11-01 --until 2026-12-01   # champion vs challenger on outcomes
+`churn COMMAND --help` for its flags and exit codes.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 
-from churn import cli, pipeline, settings, tracking
-from churn.errors import RegistryStateError
+from churn import cli, commands, pipeline, settings, tracking
+from churn.errors import EXIT_CODES_HELP, RegistryStateError, UsageError
 
 PIPELINE_EXIT_HELP = """\
 exit codes (pipeline):
@@ -89,7 +98,7 @@ def _lineage(args: argparse.Namespace) -> int:
 
 
 def status_line(client: object) -> str:
-    from churn.registry import aliases
+    from churn.registry_reads import aliases
 
     by_alias = aliases(client)  # type: ignore[arg-type]
     champ = by_alias.get(settings.CHAMPION)
@@ -112,6 +121,72 @@ def _status(args: argparse.Namespace) -> int:
             print(status_line(client))
         except RegistryStateError:
             print("champion: none yet (run make pipeline)")
+    return 0
+
+
+VERSIONS_EXIT_HELP = """\
+Marks come from the version tags the registry operations write: promoted (promoted_over),
+rolled back (rolled_back), retired (retired). The metric is params.yaml's gate.metric as the
+version's run logged it; data md5 is the run's data_md5 tag (the bytes it was trained on).
+
+exit codes (versions):
+  0  listed
+  2  usage error
+  3  model 'churn' is not in the registry
+  4  tracking server or store unreachable or failing"""
+
+
+def _versions(args: argparse.Namespace) -> int:
+    import json
+
+    from churn import versions
+
+    metric = settings.load_params().gate.metric
+    uri = settings.tracking_uri(args.tracking_uri)
+    client = tracking.connect(uri)
+    with tracking.store_errors(uri):
+        rows = versions.versions(client, metric)
+    if args.json:
+        doc = {
+            "model": settings.MODEL_NAME,
+            "metric": metric,
+            "versions": [r.as_json() for r in rows],
+        }
+        print(json.dumps(doc, indent=2))
+        return 0
+    for line in versions.format_table(rows, metric):
+        print(line)
+    return 0
+
+
+RETIRE_EXIT_HELP = """\
+Removes @challenger under the registry lock, tags its version `retired` (the reason) and
+records the move on the ledger (python -m churn history). The version stays in the registry:
+only the alias goes. Use it for a challenger the gate refused, or one nobody should promote.
+
+exit codes (retire):
+  0  retired, or no @challenger (nothing to do), or a dry run
+  2  usage error (no --reason)
+  3  registry state: model 'churn' not in the registry, another change holds the registry lock,
+     or @challenger moved while retiring
+  4  tracking server or store unreachable or failing"""
+
+
+def _retire(args: argparse.Namespace) -> int:
+    from churn import registry
+
+    reason = args.reason.strip()
+    if not reason:
+        raise UsageError('--reason: say why, e.g. --reason "refused by the gate twice"')
+    uri = settings.tracking_uri(args.tracking_uri)
+    client = tracking.connect(uri, writes=True)
+    with tracking.store_errors(uri):
+        result = registry.retire(client, reason, dry_run=args.dry_run, uri=uri)
+    if result is None:
+        print(f"no @{settings.CHALLENGER} alias set: nothing to retire")
+        return 0
+    head = "DRY RUN: would retire" if result.dry_run else "RETIRED:"
+    print(f"{head} @{settings.CHALLENGER} v{result.version} removed ({reason})")
     return 0
 
 
@@ -138,7 +213,7 @@ def _pipeline(args: argparse.Namespace) -> int:
 def _retrain(args: argparse.Namespace) -> int:
     from churn import data
     from churn.errors import UsageError
-    from churn.registry import aliases
+    from churn.registry_reads import aliases
 
     try:
         data.generate(rows=1, snapshot=args.snapshot)  # validates the month
@@ -176,7 +251,7 @@ def _drift(args: argparse.Namespace) -> int:
 
     from churn import data, drift, profile
     from churn.errors import UsageError
-    from churn.registry import aliases
+    from churn.registry_reads import alias_version
 
     params = settings.load_params(args.params)
     rows = args.rows or params.data.rows
@@ -187,10 +262,7 @@ def _drift(args: argparse.Namespace) -> int:
     uri = settings.tracking_uri(args.tracking_uri)
     client = tracking.connect(uri)
     with tracking.store_errors(uri):
-        try:
-            champion = aliases(client).get(settings.CHAMPION)
-        except RegistryStateError:
-            champion = None
+        champion = alias_version(client, settings.CHAMPION)
         # Against a service, compare with the version it served (its predictions are in the
         # profile), else with the current champion.
         version = served.model_version if served and served.model_version else champion
@@ -261,16 +333,6 @@ def _score_arguments(sp: argparse.ArgumentParser) -> None:
     score.add_arguments(sp)
 
 
-def _parse_time(text: str) -> datetime:
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"'{text}' is not an ISO time like 2026-11-20T14:00 (UTC unless an offset is given)"
-        ) from None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
 def _history(args: argparse.Namespace) -> int:
     from churn import ledger
 
@@ -282,7 +344,14 @@ def _history(args: argparse.Namespace) -> int:
         when = args.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         record = ledger.champion_at(records, args.at)
         if record is None:
-            first = next((r for r in reversed(records) if r.decision in ledger.MOVED), None)
+            first = next(
+                (
+                    r
+                    for r in reversed(records)
+                    if r.decision in ledger.MOVED and r.alias == settings.CHAMPION
+                ),
+                None,
+            )
             hint = f" (the first promotion was at {first.decided_at})" if first else ""
             print(f"at {when}: no @{settings.CHAMPION} yet{hint}")
             return 0
@@ -301,13 +370,34 @@ def _history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("churn-mlops")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed: make setup)"
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in commands.SCRIPTS:
+        # The registry scripts parse their own flags: one parser, one output, either spelling.
+        name = argv[0]
+        return cli.run(f"churn {name}", lambda: commands.main_of(name)(argv[1:]))
     p = argparse.ArgumentParser(
-        prog="python -m churn",
+        prog="churn",
         description=__doc__,
+        epilog=EXIT_CODES_HELP
+        + "\n  5  drift (churn drift only: a PSI reached the alert level)"
+        + "\n  6  not enough evidence (churn live-eval only: too few outcomes to compare)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, purpose in commands.SCRIPTS.items():
+        # Listed in --help; never parsed here (dispatched above).
+        sub.add_parser(name, help=purpose, add_help=False)
 
     def command(name: str, help_text: str, epilog: str | None = None) -> argparse.ArgumentParser:
         sp = sub.add_parser(
@@ -330,6 +420,23 @@ def main(argv: list[str] | None = None) -> int:
     sp.set_defaults(func=_lineage)
 
     command("status", "print who is champion, in one line").set_defaults(func=_status)
+
+    sp = command(
+        "versions",
+        "every version of the model: aliases, gate metric, data md5, created, marks",
+        epilog=VERSIONS_EXIT_HELP,
+    )
+    sp.add_argument("--json", action="store_true", help="one JSON document, for scripts")
+    sp.set_defaults(func=_versions)
+
+    sp = command(
+        "retire",
+        "remove @challenger with a reason; its version is tagged retired, on the ledger",
+        epilog=RETIRE_EXIT_HELP,
+    )
+    sp.add_argument("--reason", required=True, metavar="TEXT", help="why (on the ledger)")
+    sp.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
+    sp.set_defaults(func=_retire)
 
     command(
         "pipeline", "dvc repro, then promote.py, then status", epilog=PIPELINE_EXIT_HELP
@@ -384,10 +491,14 @@ def main(argv: list[str] | None = None) -> int:
     _score_arguments(sp)
     sp.set_defaults(func=_score)
 
-    sp = command("history", "alias moves recorded by promote/rollback, newest first")
-    sp.add_argument("--at", type=_parse_time, metavar="TIME", help="who was @champion at TIME")
+    sp = command("history", "every alias move on the ledger, newest first")
+    sp.add_argument("--at", type=cli.iso_time, metavar="TIME", help="who was @champion at TIME")
     sp.add_argument("--limit", type=cli.positive_int, default=20, metavar="N", help="default: 20")
     sp.set_defaults(func=_history)
+
+    from churn.commands import live
+
+    live.add_commands(command)
 
     args = p.parse_args(argv)
     return cli.run(f"churn {args.command}", lambda: int(args.func(args)))

@@ -56,6 +56,11 @@ class DataValidationError(ChurnError, ValueError):
         return (type(self), (self.problems,))
 
 
+class DataFileError(ChurnError, ValueError):
+    """A data file that cannot be read at all (truncated, corrupt, not the format its name
+    says). Scripts report it as one line and exit 1, as bad data."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Generator
 
@@ -442,7 +447,19 @@ def load_source(source: str, rows: int, seed: int, snapshot: str, root: Path) ->
         raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
         raise ChurnError(f"data source {path} is empty: no header row, no rows") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+        raise DataFileError(
+            f"data source {path} is not a readable CSV ({_reason(exc)}): fix or replace the file"
+        ) from None
     return normalise(raw)
+
+
+def _reason(exc: BaseException, drop: str = "") -> str:
+    """The first line of a reader's error without `drop` (the path it repeats), short: it names
+    the damage, not our code."""
+    text = str(exc).strip().replace(drop, "") if drop else str(exc).strip()
+    text = text.splitlines()[0] if text else type(exc).__name__
+    return text if len(text) <= 160 else text[:160] + "…"
 
 
 def write_parquet(df: pd.DataFrame, path: Path) -> None:
@@ -460,7 +477,18 @@ def read_parquet(path: Path) -> pd.DataFrame:
             f"{path} not found: build it with `dvc repro` (or `make pipeline`), which runs the "
             "prepare stage"
         )
-    return normalise(pd.read_parquet(path, engine="pyarrow"))
+    import pyarrow as pa
+
+    try:
+        frame = pd.read_parquet(path, engine="pyarrow")
+    except (pa.ArrowException, OSError) as exc:
+        # Truncated (a copy cut short, a full disk) or not parquet at all.
+        reason = _reason(exc, drop=f"Could not open Parquet input source '{path}': ")
+        raise DataFileError(
+            f"{path} is not a readable parquet file ({reason}): rebuild it with "
+            "`dvc repro` (or `make pipeline`), or pass a good file"
+        ) from None
+    return normalise(frame)
 
 
 def check_trainable(df: pd.DataFrame) -> None:

@@ -14,9 +14,7 @@ measures how much the population moved, and the same thresholds fit every featur
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import itertools
 import json
 import math
@@ -30,6 +28,7 @@ import pandas as pd
 
 from churn import data, profile, schema, settings
 from churn.errors import UsageError
+from churn.figures import png_base64
 from churn.settings import DriftParams
 
 if TYPE_CHECKING:
@@ -88,7 +87,7 @@ class Report:
             "current": self.current,
             "reference_rows": self.reference_rows,
             "current_rows": self.current_rows,
-            "thresholds": asdict(self.thresholds),
+            "thresholds": self.thresholds.model_dump(),
             "level": self.level,
             "champion_version": self.champion_version,
             "features": [asdict(d) for d in self.features],
@@ -321,6 +320,8 @@ def load_sample(spec: str, rows: int, seed: int, root: Path = settings.ROOT) -> 
             return data.read_parquet(path)
         if path.suffix.lower() == ".csv":
             return data.load_source(str(path), rows, seed, spec, root)
+    except data.DataFileError as exc:  # its message names the file
+        raise UsageError(str(exc)) from exc
     except (FileNotFoundError, data.DataValidationError) as exc:
         raise UsageError(f"{spec}: {exc}") from exc
     raise UsageError(
@@ -432,11 +433,7 @@ def _figure(d: Drift) -> str:
     ax.set_ylabel("share")
     ax.set_title(f"{d.name}: PSI {d.psi:.3f} ({d.level})", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return png_base64(fig)
 
 
 def render_html(report: Report) -> str:

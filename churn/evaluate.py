@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ from churn.registry import Candidate, GateDecision, PairedDiff
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities import DatasetInput
 
 EVALUATION_EXPERIMENT = "churn-evaluations"
 CONFIDENCE = 0.95
@@ -59,6 +61,7 @@ class Holdout:
     md5: str  # md5 of `path`, the parquet logged with the evaluation run
     path: Path
     source: str  # how it was built, one line
+    origin: Path | None = None  # the file its rows come from (the data file, or --holdout)
 
 
 @dataclass(frozen=True)
@@ -229,6 +232,7 @@ def build_holdout(
         except (FileNotFoundError, data.DataValidationError) as exc:
             raise HoldoutUnavailable(f"holdout {holdout_path}: {exc}") from exc
         source = f"{holdout_path} (all rows, md5 {md5})"
+        origin = holdout_path
     else:
         if chal_md5 is None or chal_seed is None or chal_test is None:
             raise HoldoutUnavailable(
@@ -256,6 +260,7 @@ def build_holdout(
 
         _, test = split(data.read_parquet(data_path), chal_test, chal_seed)
         frame = test
+        origin = data_path
         source = (
             f"held-out split of {shown} (md5 {md5}; seed {chal_seed}, test_size {chal_test}), "
             f"the rows v{challenger} was evaluated on"
@@ -266,7 +271,7 @@ def build_holdout(
     work_dir.mkdir(parents=True, exist_ok=True)
     path = work_dir / "holdout.parquet"
     data.write_parquet(frame, path)
-    return Holdout(frame, file_md5(path), path, source)
+    return Holdout(frame, file_md5(path), path, source, origin)
 
 
 def _shown(path: Path) -> str:
@@ -286,6 +291,10 @@ def _predict(version: int, x: pd.DataFrame, alias: str) -> np.ndarray:
     try:
         model = load_version(settings.MODEL_NAME, version)
     except Exception as exc:
+        from churn.registry import store_outage
+
+        if store_outage(exc):  # the store is down (exit 4): not a reason to skip re-evaluation
+            raise
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         # A challenger that cannot be loaded cannot be served either: never suggest skipping
         # the check that found it.
@@ -340,11 +349,13 @@ def log_evaluation(
     """One run in `churn-evaluations` linking both versions, the holdout and the interval."""
     from mlflow.entities import Metric, Param, RunTag
 
+    from churn.describe import evaluation_run_name
     from churn.tracking import ensure_experiment
 
     exp = ensure_experiment(client, uri, EVALUATION_EXPERIMENT)
     champ, chal = ev.champion, ev.challenger
-    run = client.create_run(exp, run_name=f"v{champ.version} vs v{chal.version} on holdout")
+    name = evaluation_run_name(chal.version, champ.version)
+    run = client.create_run(exp, run_name=name)
     rid = run.info.run_id
     outcome = "promoted" if promoted else ("would-promote" if decision.promote else "kept")
     tags = {
@@ -382,6 +393,31 @@ def log_evaluation(
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "evaluation.json").write_text(json.dumps(summary, indent=2) + "\n")
         client.log_artifact(rid, str(Path(tmp) / "evaluation.json"))
+    # Both: the input (name, digest = holdout_md5, rows, schema) shows in the UI's Datasets;
+    # the artifact is the file anyone can download and re-score.
+    client.log_inputs(rid, datasets=[holdout_input(ev.holdout)])
     client.log_artifact(rid, str(ev.holdout.path))
     client.set_terminated(rid)
     return str(rid)
+
+
+def holdout_input(holdout: Holdout) -> DatasetInput:
+    """The holdout as an MLflow dataset input, context `evaluation`; its digest is the md5 the
+    promoted version is tagged with (`validated_on_md5`), its source the file the rows come from."""
+    from mlflow.data.pandas_dataset import from_pandas
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    origin = (holdout.origin or holdout.path).resolve()
+    with warnings.catch_warnings():
+        # As in training: MLflow's note on two equivalent local sources, and on int columns.
+        warnings.filterwarnings("ignore", message="The specified dataset source")
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        dataset = from_pandas(
+            holdout.frame,
+            source=str(origin),
+            name=f"holdout of {origin.name}",
+            targets=schema.LABEL_COLUMN,
+            digest=holdout.md5,
+        )
+        entity = Dataset(**dataset.to_dict())  # (the schema is inferred here)
+    return DatasetInput(entity, tags=[InputTag("mlflow.data.context", "evaluation")])

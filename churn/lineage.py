@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from churn import settings
 from churn.errors import RegistryStateError
-from churn.registry import aliases
+from churn.registry_reads import aliases
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

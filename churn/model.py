@@ -19,13 +19,11 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from churn import schema
+from churn import model_types, schema
 
 if TYPE_CHECKING:
     from mlflow.models import ModelSignature
@@ -188,19 +186,19 @@ class ChurnProbability(BaseEstimator):
         return np.asarray(self.__dict__["_encoding"].classifier.predict_proba(matrix))
 
 
-# skops refuses to load any type not listed. These are the types our own estimators store beyond
-# skops' defaults, reviewed one by one: our wrapper, numpy dtypes, and the tree node storage of
-# the tree ensembles (which skops flags because a crafted file could index out of bounds; these
-# files are written by our own training run, and loading is restricted to exactly these types).
-_BASE_TRUSTED = [f"{ChurnProbability.__module__}.{ChurnProbability.__qualname__}", "numpy.dtype"]
-TRUSTED_TYPES: dict[str, list[str]] = {
-    "logistic_regression": _BASE_TRUSTED,
-    "random_forest": [*_BASE_TRUSTED, "sklearn.tree._tree.Tree"],
-    "hist_gradient_boosting": [
-        *_BASE_TRUSTED,
-        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    ],
-}
+# skops refuses to load any type not listed. Every model stores our wrapper and numpy dtypes
+# beyond skops' defaults; each model type adds its own (churn/model_types.py).
+_BASE_TRUSTED = (f"{ChurnProbability.__module__}.{ChurnProbability.__qualname__}", "numpy.dtype")
+
+
+def trusted_types(model_type: str) -> list[str]:
+    """The types skops may load from a fitted model of `model_type`."""
+    return [*_BASE_TRUSTED, *model_types.get(model_type).trusted]
+
+
+def all_trusted_types() -> frozenset[str]:
+    """Every type any registered model type may ask skops to trust."""
+    return frozenset(t for name in model_types.MODEL_TYPES for t in trusted_types(name))
 
 
 _MLFLOW_TYPES = {
@@ -220,14 +218,43 @@ def signature() -> ModelSignature:
     return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double")]))
 
 
+_SET_BY_TRAINING = ("random_state", "n_jobs")
+
+
+def hyperparameter_errors(model_type: str, params: dict[str, Any]) -> list[str]:
+    """What is wrong with `params` for `model_type`, one message per key naming it, checked with
+    scikit-learn's own parameter constraints (the rules `fit` would apply, minutes later)."""
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    estimator = model_types.get(model_type).estimator_class()
+    known = estimator().get_params()
+    errors = []
+    for key, value in params.items():
+        where = f"model.{model_type}.{key}"
+        if key in _SET_BY_TRAINING:
+            errors.append(f"{where}: set by training (random_state from `seed`); remove it")
+        elif key not in known:
+            errors.append(
+                f"{where}: not a parameter of {estimator.__name__}; "
+                f"one of {', '.join(k for k in sorted(known) if k not in _SET_BY_TRAINING)}"
+            )
+        else:
+            try:
+                estimator(**{key: value})._validate_params()
+            except InvalidParameterError as exc:
+                # "The 'C' parameter of LogisticRegression must be ... Got -1 instead."
+                rule = str(exc).split(" parameter of ", 1)[-1].split(" ", 1)[-1]
+                rule, _, got = rule.partition(". Got ")
+                errors.append(f"{where}: {rule}; got {got.removesuffix(' instead.')}")
+    return errors
+
+
 def _classifier(model_type: str, params: dict[str, Any], seed: int) -> BaseEstimator:
-    if model_type == "logistic_regression":
-        return LogisticRegression(random_state=seed, **params)
-    if model_type == "random_forest":
-        return RandomForestClassifier(random_state=seed, n_jobs=1, **params)
-    if model_type == "hist_gradient_boosting":
-        return HistGradientBoostingClassifier(random_state=seed, **params)
-    raise ValueError(f"unknown model type {model_type!r}")
+    kind = model_types.get(model_type)
+    estimator = kind.estimator_class()
+    seeded = {"random_state": seed} if "random_state" in estimator().get_params() else {}
+    classifier: BaseEstimator = estimator(**seeded, **kind.fixed, **params)
+    return classifier
 
 
 def build(model_type: str, params: dict[str, Any], seed: int) -> ChurnProbability:

@@ -55,6 +55,9 @@ def repro(uri: str, progress: Progress) -> tuple[MlflowClient, dict[str, str]]:
     """`dvc repro`, and a training run into a store that has no model on this data yet."""
     from churn.provenance import file_md5
 
+    # A bad value in params.yaml is one line and exit 2 here, not a stage's failure inside DVC's
+    # output minutes later (DVC reports any stage failure as its own exit 1).
+    settings.load_params()
     tracking.check_reachable(uri)
     env = environment(uri)
     step([*dvc(), "repro"], env, progress)

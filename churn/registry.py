@@ -19,15 +19,21 @@ import math
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from churn.errors import RegistryStateError, TrackingUnavailableError
+from churn import moves
+from churn.describe import describe_version, lock_description
+from churn.errors import ChurnError, RegistryStateError, TrackingUnavailableError
+from churn.registry_reads import aliases
 from churn.settings import CHALLENGER, CHAMPION, LOWER_IS_BETTER, MODEL_NAME, PREV_CHAMPION
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+    from churn import ledger
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +100,12 @@ def gate(
 
     For metrics where lower is better (log_loss) the challenger must be at most champion - epsilon.
     With `paired` (both scored on one holdout) the bootstrap interval of the difference must also
-    exclude 0 on the better side: lower bound > 0, or upper bound < 0 when lower is better.
-    With no champion (cold start) the challenger is promoted.
+    lie on the better side of 0 (`interval_passes`). With no champion (cold start) the
+    challenger is promoted.
+
+    A tie (both score the holdout identically: difference 0, interval [0, 0]) is refused with
+    epsilon > 0 (it is not better by epsilon) and promoted with epsilon 0 ("at least as good"),
+    so an identical retrain can take over when a team asks for that.
     """
     if champion is None:
         return GateDecision(True, metric, epsilon, None, challenger, None, paired)
@@ -103,8 +113,17 @@ def gate(
     required = champion.score - epsilon if lower else champion.score + epsilon
     ok = _meets(challenger.score, required, lower)
     if paired is not None:
-        ok = ok and (paired.high < 0.0 if lower else paired.low > 0.0)
+        ok = ok and interval_passes(paired, epsilon, lower)
     return GateDecision(ok, metric, epsilon, champion, challenger, required, paired)
+
+
+def interval_passes(paired: PairedDiff, epsilon: float, lower_is_better: bool) -> bool:
+    """The interval rule. epsilon > 0 ("better by epsilon"): the interval must exclude 0,
+    lower bound > 0 (upper bound < 0 when lower is better). epsilon 0 ("at least as good"):
+    it may touch 0, lower bound >= 0 (upper bound <= 0): no resample found the challenger
+    worse, so a tie, [0, 0], passes and a difference that may be negative still does not."""
+    bound = -paired.high if lower_is_better else paired.low
+    return bound >= 0.0 if epsilon == 0 else bound > 0.0
 
 
 def format_decision_header(d: GateDecision) -> list[str]:
@@ -137,7 +156,9 @@ def format_paired(d: GateDecision) -> str:
 def format_refusal(d: GateDecision) -> str:
     op = "<=" if d.lower_is_better else ">="
     if d.margin_met and d.paired is not None:
-        bound, side = ("upper", "< 0") if d.lower_is_better else ("lower", "> 0")
+        strict = d.epsilon != 0
+        bound = "upper" if d.lower_is_better else "lower"
+        side = ("<" if d.lower_is_better else ">") + ("" if strict else "=") + " 0"
         value = d.paired.high if d.lower_is_better else d.paired.low
         return (
             f"GATE FAILED: {d.paired.confidence:.0%} CI {bound} bound {_signed(value)} is not "
@@ -148,21 +169,6 @@ def format_refusal(d: GateDecision) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Reading the registry.
-
-
-def aliases(client: MlflowClient, name: str = MODEL_NAME) -> dict[str, int]:
-    """Every alias of `name` -> version, in one read. Raises RegistryStateError if no such model."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        model = client.get_registered_model(name)
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise RegistryStateError(
-                f"model '{name}' is not in the registry: train one first (make pipeline)"
-            ) from exc
-        raise
-    return {alias: int(version) for alias, version in (model.aliases or {}).items()}
 
 
 def version_score(client: MlflowClient, version: int, metric: str, alias: str) -> Candidate:
@@ -200,10 +206,15 @@ def _v(version: int | None) -> str:
 # interleave (A re-checks, B re-checks, A writes, B writes over it), leaving @champion and
 # @prev-champion from two different decisions. Creating a registered model is atomic in every
 # store (the name is unique), so a model with this name is the mutex. It is visible in the UI
-# while held; its description says who holds it.
+# while held (MLflow has no atomic create that the UI hides); its description says it is a
+# lock, who holds it and when it may be deleted.
 LOCK_NAME = f"{MODEL_NAME}.lock"
 # Writes under the lock take seconds; a lock this old was left by a run that died.
 LOCK_STALE_S = 120.0
+# What a create of a lock (or takeover marker) answers when another run holds that name. MLflow's
+# SQL store reads the existing model to word its "already exists", so a name deleted between the
+# insert and that read (its holder just released it) answers "does not exist": a lost race too.
+_TAKEN = frozenset({"RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST"})
 
 
 @contextlib.contextmanager
@@ -211,36 +222,58 @@ def registry_lock(
     client: MlflowClient, holder: str, stale_after_s: float = LOCK_STALE_S
 ) -> Iterator[None]:
     """Hold the right to move the aliases of `churn` for the block, or raise RegistryStateError
-    (changing nothing) when another run holds it."""
-    from mlflow.exceptions import MlflowException
-
+    (changing nothing) when another run holds it. A stale lock (its process is gone, or it is
+    older than `stale_after_s`) is taken over, and the move it declared settled first.
+    A block that ends in MoveInterrupted keeps the lock: it carries the unfinished move."""
+    token = uuid.uuid4().hex
     who = f"{holder}, pid {os.getpid()} on {socket.gethostname()}"
     for attempt in (1, 2):
-        try:
-            client.create_registered_model(
-                LOCK_NAME,
-                tags={"held_by": who},
-                description=f"Held by {who}: changes to the aliases of '{MODEL_NAME}' wait "
-                f"for it. Delete this model only if that process is gone.",
-            )
+        if _create_lock(client, who, token, stale_after_s):
             break
-        except MlflowException as exc:
-            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
         held = _held_lock(client)
         if held is None:  # released between our attempt and our read: try once more
             continue
-        if held.age_s <= stale_after_s or attempt == 2:
+        if held.token == token:  # our create landed; its answer was lost
+            break
+        if not held.stale(stale_after_s) or attempt == 2:
             raise _in_progress(held.held_by, held.age_s)
         _take_over(client, held, stale_after_s)
     else:
         raise RegistryStateError(
             f"the registry lock '{LOCK_NAME}' keeps changing hands; nothing was changed: run again"
         )
+    keep = False
     try:
         yield
+    except moves.MoveInterrupted:
+        keep = True
+        raise
     finally:
-        _release(client)
+        if not keep:
+            _release(client)
+
+
+def _create_lock(client: MlflowClient, who: str, token: str, stale_after_s: float) -> bool:
+    """Create the lock model; False if it exists. A create whose answer is lost may have landed:
+    the caller's read of the lock tells (its token is ours)."""
+    from mlflow.exceptions import MlflowException
+
+    pid, host = str(os.getpid()), socket.gethostname()
+    try:
+        client.create_registered_model(
+            LOCK_NAME,
+            tags={"held_by": who, "token": token, "pid": pid, "host": host},
+            description=lock_description(who, stale_after_s),
+        )
+        return True
+    except MlflowException as exc:
+        if exc.error_code in _TAKEN:
+            return False
+        with contextlib.suppress(Exception):
+            held = _held_lock(client)
+            if held is not None and held.token == token:
+                return True
+        raise
 
 
 @dataclass(frozen=True)
@@ -251,21 +284,47 @@ class _Lock:
     held_by: str
     created_ms: int
     age_s: float
+    token: str = ""
+    pid: int | None = None
+    host: str = ""
+    intent: str | None = None  # the move it declared (churn.moves), JSON
 
     @property
     def takeover_name(self) -> str:
         return f"{LOCK_NAME}.takeover.{self.created_ms}"
 
+    @property
+    def gone(self) -> bool:
+        """Its process is known to be gone: on this host, another pid, and none such runs."""
+        if self.pid is None or self.host != socket.gethostname() or self.pid == os.getpid():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, someone else's
+            return False
+        return False
+
+    def stale(self, stale_after_s: float) -> bool:
+        return self.age_s > stale_after_s or self.gone
+
+    @property
+    def why_stale(self) -> str:
+        return "its process is gone" if self.gone else f"{self.age_s:.0f} s old"
+
 
 def _take_over(client: MlflowClient, stale: _Lock, stale_after_s: float) -> None:
-    """Delete the stale lock `stale`, unless another run is taking it over (then raise).
+    """Settle the move the stale lock `stale` declared and delete it, unless another run is
+    taking it over (then raise).
 
     Deleting "the" lock is not safe on its own: two runs that both saw it stale would both
     delete it, and the second delete would remove the lock the first has just created. So the
-    right to delete this one holding is itself taken by creating a model named after it (atomic:
-    names are unique), and the lock is deleted only if it is still that holding. The marker is
-    deleted afterwards; a run that creates it later finds a different lock (or none) and deletes
-    nothing. Returns with no lock held: the caller creates its own."""
+    right to settle and delete this one holding is itself taken by creating a model named after
+    it (atomic: names are unique), and the lock is deleted only if it is still that holding. The
+    marker is deleted afterwards; a run that creates it later finds a different lock (or none)
+    and deletes nothing. If settling fails (the store fails), the stale lock stays for the next
+    run. Returns with no lock held: the caller creates its own."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -274,8 +333,10 @@ def _take_over(client: MlflowClient, stale: _Lock, stale_after_s: float) -> None
             description=f"Taking over the stale lock '{LOCK_NAME}' of {stale.held_by}.",
         )
     except MlflowException as exc:
-        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+        if exc.error_code not in _TAKEN:
             raise
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return  # another run has just taken it over and is done: the caller tries again
         marker = client.get_registered_model(stale.takeover_name)
         if time.time() - (marker.creation_timestamp or 0) / 1000 > stale_after_s:
             # The run taking it over died too: only a person can tell that no change is running.
@@ -290,15 +351,30 @@ def _take_over(client: MlflowClient, stale: _Lock, stale_after_s: float) -> None
     try:
         now = _held_lock(client)
         if now is not None and (now.held_by, now.created_ms) == (stale.held_by, stale.created_ms):
+            account = "it declared no alias move"
+            if now.intent:
+                _, account = moves.settle(client, moves.Move.from_json(now.intent))
             log.warning(
-                "taking over the registry lock left %.0f s ago by %s", stale.age_s, stale.held_by
+                "took over the registry lock of %s (%s): %s",
+                stale.held_by,
+                stale.why_stale,
+                account,
             )
             client.delete_registered_model(LOCK_NAME)
-        elif now is not None and now.age_s <= stale_after_s:
+        elif now is not None and not now.stale(stale_after_s):
             # Another run took it over first and holds it now.
             raise _in_progress(now.held_by, now.age_s)
     finally:
         _drop(client, stale.takeover_name)
+
+
+def recover(client: MlflowClient, stale_after_s: float = LOCK_STALE_S) -> None:
+    """Settle the move of a lock left by a run that died (see `_take_over`) before reading the
+    aliases: they may be that move half-done (e.g. @champion == @challenger)."""
+    held = _held_lock(client)
+    if held is not None and held.stale(stale_after_s):
+        with registry_lock(client, "recovery", stale_after_s):
+            pass
 
 
 def _drop(client: MlflowClient, name: str) -> None:
@@ -338,7 +414,17 @@ def _held_lock(client: MlflowClient) -> _Lock | None:
         raise
     created_ms = int(lock.creation_timestamp or 0)
     age_s = max(0.0, time.time() - created_ms / 1000)
-    return _Lock((lock.tags or {}).get("held_by", "unknown holder"), created_ms, age_s)
+    tags = lock.tags or {}
+    pid = tags.get("pid", "")
+    return _Lock(
+        tags.get("held_by", "unknown holder"),
+        created_ms,
+        age_s,
+        token=tags.get("token", ""),
+        pid=int(pid) if pid.isdigit() else None,
+        host=tags.get("host", ""),
+        intent=tags.get(moves.INTENT_TAG),
+    )
 
 
 def _release(client: MlflowClient) -> None:
@@ -346,10 +432,10 @@ def _release(client: MlflowClient) -> None:
 
     try:
         client.delete_registered_model(LOCK_NAME)
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+    except Exception as exc:
+        if isinstance(exc, MlflowException) and exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             return
-        # The change itself is done; the lock expires after LOCK_STALE_S.
+        # The change itself is done and settled; the lock is taken over once stale.
         log.warning(
             "could not release the registry lock '%s' (%s): it expires in %.0f s, "
             "or delete that model by hand",
@@ -357,6 +443,89 @@ def _release(client: MlflowClient) -> None:
             _first_line(exc),
             LOCK_STALE_S,
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# Carrying out a move (churn.moves): declared, recorded, written, settled if cut.
+
+# MLflow error codes for a request the store refused (not one that failed to arrive or answer).
+_REFUSED = frozenset(
+    {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS",
+     "INVALID_STATE", "NOT_FOUND"}
+)  # fmt: skip
+
+
+def store_outage(exc: BaseException) -> bool:
+    """The store failed to answer (or answered an error of its own), as opposed to refusing."""
+    from churn.tracking import is_store_error
+
+    if isinstance(exc, ChurnError):
+        return False
+    if getattr(exc, "error_code", None) in _REFUSED:
+        return False
+    return is_store_error(exc) or isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def _failure(exc: BaseException, message: str) -> ChurnError:
+    if getattr(exc, "error_code", None) in _REFUSED:
+        return RegistryStateError(message)
+    return TrackingUnavailableError(message)
+
+
+def _carry_out(
+    client: MlflowClient, move: moves.Move, uri: str | None, record: ledger.Record | None
+) -> str | None:
+    """Declare `move` on the lock, open its ledger record, write it, close the record; returns
+    the record's run id. A failed or unanswered write is settled at once (re-read, then finished
+    or undone): finished, this returns; undone, it raises; with the store not answering the
+    re-read, MoveInterrupted (the lock keeps the move for the next run)."""
+    from churn import ledger
+
+    try:
+        client.set_registered_model_tag(LOCK_NAME, moves.INTENT_TAG, move.to_json())
+    except Exception as exc:
+        raise _failure(
+            exc, f"{move.what} failed before any alias was written ({_first_line(exc)}): run again"
+        ) from exc
+    run_id = None
+    try:
+        if record is not None and uri is not None:
+            run_id = ledger.append(client, uri, record, ledger.INTENT, move.move_id).run_id
+        moves.write_steps(client, move)
+        if run_id is not None:
+            client.set_tag(run_id, f"{ledger.TAG}state", ledger.DONE)
+        return run_id
+    except Exception as exc:
+        cause = _first_line(exc)
+        try:
+            outcome, account = moves.settle(client, move)
+        except Exception as again:
+            raise moves.MoveInterrupted(
+                f"{move.what}: the store failed at a write ({cause}) and then at the re-read "
+                f"({_first_line(again)}), so which aliases moved is unknown; the registry lock "
+                f"keeps the move, and the next promote.py, rollback.py or register.py --alias "
+                f"finishes or undoes it"
+            ) from exc
+        if outcome == "done":
+            log.warning(
+                "a write failed (%s), then re-read: %s", cause, account.removeprefix("its ")
+            )
+            return run_id
+        raise _failure(
+            exc, f"{move.what} failed ({cause}); re-read: {account.removeprefix('its ')}: run again"
+        ) from exc
+
+
+def loads(what_next: str) -> Callable[[int], None]:
+    """A check for promote/rollback: the target version loads (churn.loading), or exit 3.
+    `what_next` may name the version as {version}."""
+
+    def check(version: int) -> None:
+        from churn.loading import load_verified
+
+        load_verified(MODEL_NAME, version, what_next.format(version=version))
+
+    return check
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,6 +537,7 @@ class PromoteResult:
     decision: GateDecision | None  # None: nothing to promote
     promoted: bool
     dry_run: bool
+    ledger_run: str | None = None  # the move's record (churn.ledger)
 
 
 # (champion version, challenger version) -> both scored on one holdout with the paired interval,
@@ -381,7 +551,14 @@ def promote(
     epsilon: float,
     dry_run: bool = False,
     reevaluate: Reevaluator | None = None,
+    verify: Callable[[int], None] | None = None,
+    uri: str | None = None,
 ) -> PromoteResult:
+    """Gate @challenger against @champion and move the aliases if it passes. `verify` checks
+    that a challenger the re-evaluation did not load loads (see `loads`); with `uri` the move is
+    on the ledger (opened before the first alias write)."""
+    if not dry_run:
+        recover(client)
     before = aliases(client)
     chal_v = before.get(CHALLENGER)
     if chal_v is None:
@@ -390,8 +567,8 @@ def promote(
     if champ_v == chal_v:
         _not_mid_change(client, before)
         raise RegistryStateError(
-            f"@{CHAMPION} and @{CHALLENGER} both point at v{chal_v}: "
-            f"delete @{CHALLENGER} or point it at a new version"
+            f"@{CHAMPION} and @{CHALLENGER} both point at v{chal_v}: retire the challenger "
+            'with churn retire --reason "why", or train a new one'
         )
     fresh = reevaluate(champ_v, chal_v) if reevaluate is not None and champ_v is not None else None
     champion: Candidate | None
@@ -402,61 +579,32 @@ def promote(
         challenger = version_score(client, chal_v, metric, CHALLENGER)
         champion = version_score(client, champ_v, metric, CHAMPION) if champ_v is not None else None
         decision = gate(champion, challenger, metric, epsilon)
+        if decision.promote and verify is not None:
+            verify(chal_v)
     if not decision.promote or dry_run:
         return PromoteResult(decision, False, dry_run)
 
-    prev_before = before.get(PREV_CHAMPION)
     with registry_lock(client, "promote"):
-        _recheck(client, {CHAMPION: champ_v, CHALLENGER: chal_v, PREV_CHAMPION: prev_before})
-        _move(
-            client, CHAMPION, chal_v, champ_v, prev_before,
-            f"promotion of v{chal_v} failed before @{CHAMPION} moved ({{cause}}); "
-            "aliases restored: run promote.py again",
-        )  # fmt: skip
-        # @champion has moved: the promotion happened. What follows is bookkeeping.
-        # train.py sets @challenger without the lock: remove it only if it is still ours.
-        if aliases(client).get(CHALLENGER) == chal_v:
-            client.delete_registered_model_alias(MODEL_NAME, CHALLENGER)
+        _recheck(client, {a: before.get(a) for a in (CHAMPION, CHALLENGER, PREV_CHAMPION)})
         over = f"v{champ_v} ({metric}={champion.score:.4f})" if champion else "cold-start"
-        client.set_model_version_tag(MODEL_NAME, str(chal_v), "promoted_over", over)
-        client.set_model_version_tag(MODEL_NAME, str(chal_v), "validated_by", "promote.py")
-    return PromoteResult(decision, True, False)
+        # @prev-champion first (the escape hatch), @champion the commit point, then @challenger.
+        keep = ((PREV_CHAMPION, champ_v),) if champ_v is not None else ()
+        move = moves.Move(
+            "promote", CHAMPION, chal_v, before,
+            (*keep, (CHAMPION, chal_v), (CHALLENGER, None)),
+            ((chal_v, "promoted_over", over), (chal_v, "validated_by", "promote.py")),
+        )  # fmt: skip
+        record = _record(uri, lambda ledger: ledger.promotion_record(decision, promoted=True))
+        run = _carry_out(client, move, uri, record)
+    return PromoteResult(decision, True, False, run)
 
 
-def _move(
-    client: MlflowClient,
-    alias: str,
-    version: int,
-    keep: int | None,
-    prev_before: int | None,
-    failure: str,
-) -> None:
-    """@prev-champion -> `keep` (when not None), then @`alias` -> `version`. If the second write
-    fails, @prev-champion is put back to `prev_before` and TrackingUnavailableError says
-    `failure` (its `{cause}` filled in): nothing is left half-moved."""
-    wrote_prev = False
-    try:
-        if keep is not None:
-            client.set_registered_model_alias(MODEL_NAME, PREV_CHAMPION, str(keep))
-            wrote_prev = True
-        client.set_registered_model_alias(MODEL_NAME, alias, str(version))
-    except Exception as exc:
-        if wrote_prev:
-            _restore_alias(client, PREV_CHAMPION, prev_before)
-        raise TrackingUnavailableError(failure.format(cause=_first_line(exc))) from exc
+def _record(uri: str | None, build: Callable[[Any], ledger.Record]) -> ledger.Record | None:
+    if uri is None:
+        return None
+    from churn import ledger
 
-
-def _restore_alias(client: MlflowClient, alias: str, version: int | None) -> None:
-    try:
-        if version is None:
-            client.delete_registered_model_alias(MODEL_NAME, alias)
-        else:
-            client.set_registered_model_alias(MODEL_NAME, alias, str(version))
-    except Exception as exc:  # the store is failing: say exactly what is left to fix
-        raise TrackingUnavailableError(
-            f"could not restore @{alias} to {_v(version)} ({_first_line(exc)}): "
-            f"set it by hand once the store is back"
-        ) from exc
+    return build(ledger)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -473,10 +621,20 @@ class RollbackResult:
     champion_before: int
     prev_before: int
     dry_run: bool
+    ledger_run: str | None = None
 
 
-def rollback(client: MlflowClient, dry_run: bool = False) -> RollbackResult:
-    """Swap @champion and @prev-champion, read together before either is written."""
+def rollback(
+    client: MlflowClient,
+    dry_run: bool = False,
+    verify: Callable[[int], None] | None = None,
+    uri: str | None = None,
+    reason: str | None = None,
+) -> RollbackResult:
+    """Swap @champion and @prev-champion, read together before either is written. `verify` and
+    `uri` as in `promote`."""
+    if not dry_run:
+        recover(client)
     before = aliases(client)
     for alias in (CHAMPION, PREV_CHAMPION):
         if alias not in before:
@@ -494,30 +652,21 @@ def rollback(client: MlflowClient, dry_run: bool = False) -> RollbackResult:
         raise RegistryStateError(
             f"@{CHAMPION} and @{PREV_CHAMPION} both point at v{champ_v}: nothing to roll back to"
         )
+    if verify is not None:
+        verify(prev_v)
     if dry_run:
         return RollbackResult(champ_v, prev_v, True)
     with registry_lock(client, "rollback"):
         _recheck(client, {CHAMPION: champ_v, PREV_CHAMPION: prev_v})
-        try:
-            client.set_registered_model_alias(MODEL_NAME, CHAMPION, str(prev_v))
-        except Exception as exc:
-            raise TrackingUnavailableError(
-                f"rollback failed before @{CHAMPION} moved ({_first_line(exc)}); nothing changed"
-            ) from exc
-        try:
-            client.set_registered_model_alias(MODEL_NAME, PREV_CHAMPION, str(champ_v))
-        except Exception as exc:
-            _restore_alias(client, CHAMPION, champ_v)
-            raise TrackingUnavailableError(
-                f"rollback failed while moving @{PREV_CHAMPION} ({_first_line(exc)}); "
-                f"@{CHAMPION} restored to v{champ_v}: run rollback.py again"
-            ) from exc
-        client.set_model_version_tag(MODEL_NAME, str(champ_v), "rolled_back", "true")
         # The restored champion is no longer "rolled back": keep the tags telling the truth.
-        restored = client.get_model_version(MODEL_NAME, str(prev_v))
-        if "rolled_back" in (restored.tags or {}):
-            client.delete_model_version_tag(MODEL_NAME, str(prev_v), "rolled_back")
-    return RollbackResult(champ_v, prev_v, False)
+        move = moves.Move(
+            "rollback", CHAMPION, prev_v, before,
+            ((CHAMPION, prev_v), (PREV_CHAMPION, champ_v)),
+            ((champ_v, "rolled_back", "true"), (prev_v, "rolled_back", None)),
+        )  # fmt: skip
+        record = _record(uri, lambda ledger: ledger.rollback_record(champ_v, prev_v, reason))
+        run = _carry_out(client, move, uri, record)
+    return RollbackResult(champ_v, prev_v, False, run)
 
 
 def format_rollback(r: RollbackResult) -> list[str]:
@@ -567,13 +716,36 @@ class Registration:
         return out
 
 
-def register(client: MlflowClient, run_id: str, alias: str | None = None) -> Registration:
+class GateBypassError(RegistryStateError):
+    """@champion asked to move outside the gate without the override and its reason."""
+
+
+def check_override(alias: str | None, force: bool, reason: str | None) -> None:
+    """@champion moves outside the gate only with `force` and a reason (GateBypassError)."""
+    if alias == CHAMPION and not (force and reason):
+        raise GateBypassError(
+            f"--alias {CHAMPION} moves @{CHAMPION} outside the gate: register as "
+            f'@{CHALLENGER} and run promote.py, or pass --force --reason "why" to do it '
+            f"on the record"
+        )
+
+
+def register(
+    client: MlflowClient,
+    run_id: str,
+    alias: str | None = None,
+    uri: str | None = None,
+    reason: str | None = None,
+    force: bool = False,
+) -> Registration:
     """Register runs:/<run_id>/model as a new version of `churn`, and point `alias` at it.
 
     With an alias the whole change happens under the registry lock, like promote and rollback:
     a run that cannot take it registers nothing (RegistryStateError, exit 3), and the aliases are
-    read under it. Pointing @champion at the new version keeps the escape hatch: the champion it
-    replaces becomes @prev-champion first (so rollback.py undoes it)."""
+    read under it; with `uri` the move is on the ledger, `reason` included. @champion moves here
+    only with `force` and a reason (else GateBypassError, nothing registered): it skips the gate.
+    The champion it replaces becomes @prev-champion first (so rollback.py undoes it)."""
+    check_override(alias, force, reason)
     if alias is None:
         version, source = _register(client, run_id)
         return Registration(version, source)
@@ -586,19 +758,78 @@ def register(client: MlflowClient, run_id: str, alias: str | None = None) -> Reg
         version, source = _register(client, run_id)
         old = before.get(alias)
         prev = before.get(CHAMPION) if alias == CHAMPION else None
-        prev_before = before.get(PREV_CHAMPION)
-        _move(
-            client, alias, version, prev if prev != version else None, prev_before,
-            f"registered v{version}, but setting @{alias} failed ({{cause}}); "
-            f"aliases restored: set @{alias} with register.py or the UI",
-        )  # fmt: skip
+        keep = ((PREV_CHAMPION, prev),) if prev is not None else ()
+        tags: tuple[tuple[int, str, str | None], ...] = ()
         if alias == CHAMPION:
             over = f"v{prev}" if prev is not None else "cold-start"
-            client.set_model_version_tag(
-                MODEL_NAME, str(version), "promoted_over", f"{over} (register.py, no gate)"
-            )
+            tags = ((version, "promoted_over", f"{over} (register.py --force, no gate)"),)
+        move = moves.Move("register", alias, version, before, (*keep, (alias, version)), tags)
+        record = _record(
+            uri,
+            lambda ledger: ledger.register_record(
+                alias, old, version, source, reason, forced=alias == CHAMPION
+            ),
+        )
+        _carry_out(client, move, uri, record)
         log.info("@%s: %s -> v%d", alias, _v(old), version)
-    return Registration(version, source, alias, prev if prev != version else None)
+    return Registration(version, source, alias, prev)
+
+
+def set_challenger(
+    client: MlflowClient, version: int, uri: str, source_run: str, metric: str
+) -> str:
+    """train.py's @challenger -> `version`, on the ledger; returns the record's run id.
+
+    Not under the registry lock: a training run of minutes must not fail because a promotion
+    holds it for seconds, and promote re-checks @challenger under the lock before it moves
+    anything. The record is opened before the write and closed after it; a write that fails
+    leaves it flagged incomplete in `history`."""
+    from churn import ledger
+
+    before = aliases(client).get(CHALLENGER)
+    score = client.get_run(source_run).data.metrics.get(metric)
+    record = ledger.train_record(before, version, source_run, metric, score)
+    opened = ledger.append(client, uri, record, ledger.INTENT)
+    assert opened.run_id is not None
+    client.set_registered_model_alias(MODEL_NAME, CHALLENGER, str(version))
+    client.set_tag(opened.run_id, f"{ledger.TAG}state", ledger.DONE)
+    return opened.run_id
+
+
+# ---------------------------------------------------------------------------------------------
+# Retire.
+
+
+@dataclass(frozen=True)
+class RetireResult:
+    version: int  # the version @challenger was removed from (tagged retired)
+    reason: str
+    dry_run: bool
+    ledger_run: str | None = None
+
+
+def retire(
+    client: MlflowClient, reason: str, dry_run: bool = False, uri: str | None = None
+) -> RetireResult | None:
+    """Remove @challenger (a refused or unwanted candidate), tag its version `retired` with
+    `reason`, and with `uri` record it on the ledger. None: there is no @challenger."""
+    if not dry_run:
+        recover(client)
+    before = aliases(client)
+    chal_v = before.get(CHALLENGER)
+    if chal_v is None:
+        return None
+    if dry_run:
+        return RetireResult(chal_v, reason, True)
+    with registry_lock(client, "retire"):
+        _recheck(client, {CHALLENGER: chal_v})
+        move = moves.Move(
+            "retire", CHALLENGER, chal_v, before,
+            ((CHALLENGER, None),), ((chal_v, "retired", reason),),
+        )  # fmt: skip
+        record = _record(uri, lambda ledger: ledger.retire_record(chal_v, reason))
+        run = _carry_out(client, move, uri, record)
+    return RetireResult(chal_v, reason, False, run)
 
 
 def _check_run(client: MlflowClient, run_id: str) -> None:
@@ -630,4 +861,5 @@ def _register(client: MlflowClient, run_id: str) -> tuple[int, str]:
     for key in ("data_md5", "training_data"):
         if key in run.data.tags:
             client.set_model_version_tag(MODEL_NAME, mv.version, key, run.data.tags[key])
+    describe_version(client, int(mv.version), run_id)
     return int(mv.version), str(mv.run_id)

@@ -45,12 +45,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from churn import cli, schema, settings
+from churn import cli, registry_reads, schema, settings
 from churn.data import (
     DataValidationError,
     _bounds,  # the wording of ingestion's own refusals, not a copy
 )
 from churn.errors import ChurnError, RegistryStateError, UsageError
+from churn.registry_reads import ModelUri
 from churn.schema import Column, Kind
 
 if TYPE_CHECKING:
@@ -79,7 +80,6 @@ OUTPUT_COLUMNS = (
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".csv.gz": "csv"}
 LOG4J_CONFIG = Path(__file__).with_name("spark-log4j2.properties")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
-_MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
 _MAX_EXAMPLES = 3
 
 SCORE_EXIT_HELP = """\
@@ -300,37 +300,32 @@ def resolve_input(pattern: str, fmt: str | None = None) -> InputFiles:
     return InputFiles(tuple(_local_uri(p) for p in files), kinds[0], shown)
 
 
-def parse_model_uri(uri: str) -> tuple[str, str | None, int | None]:
-    """`models:/churn@champion` -> ("churn", "champion", None); `models:/churn/3` -> version 3."""
-    match = _MODEL_URI.match(uri)
-    if match is None:
+def parse_model_uri(uri: str) -> ModelUri:
+    """--model-uri's parts (churn/registry_reads.py's rule), or a usage error naming the flag."""
+    try:
+        return registry_reads.parse_model_uri(uri)
+    except ValueError:
         raise UsageError(
-            f"--model-uri {uri!r}: give a registry URI, models:/<name>@<alias> or "
-            "models:/<name>/<version> (the output records the version and its run)"
-        )
-    version = match["version"]
-    return match["name"], match["alias"], int(version) if version else None
+            f"--model-uri {uri!r}: give a registry URI, {registry_reads.MODEL_URI_FORMS} "
+            "(the output records the version and its run)"
+        ) from None
 
 
 def _threshold(logged: str | None, params_file: Path) -> float:
     """The training run's `threshold` param, as the API applies it; params.yaml's otherwise."""
-    if logged is not None:
-        with contextlib.suppress(ValueError):
-            value = float(logged)
-            if 0.0 < value < 1.0:
-                return value
     if params_file.is_file():
-        return settings.load_params(params_file).threshold
-    return settings.Params().threshold
+        fallback = settings.load_params(params_file).threshold
+    else:
+        fallback = settings.Params().threshold
+    return registry_reads.run_threshold(logged, fallback)
 
 
 def resolve_model(client: MlflowClient, uri: str, params_file: Path) -> ModelRef:
     """Resolve an alias to one version, once (everything after uses models:/<name>/<version>)."""
-    from churn.registry import aliases
-
-    name, alias, version = parse_model_uri(uri)
+    parsed = parse_model_uri(uri)
+    name, alias, version = parsed.name, parsed.alias, parsed.version
     if alias is not None:
-        by_alias = aliases(client, name)
+        by_alias = registry_reads.aliases(client, name)
         if alias not in by_alias:
             known = ", ".join(f"@{a}" for a in sorted(by_alias)) or "none"
             raise RegistryStateError(
@@ -381,8 +376,7 @@ def spark_session(
         from pyspark.sql import SparkSession
     except ImportError as exc:
         raise ScoringError(
-            "pyspark is not installed: `uv sync` (the dev group includes the `spark` group) "
-            "or `uv sync --group spark`"
+            "pyspark is not installed: `make setup-spark` (uv sync --group spark)"
         ) from exc
 
     existing = SparkSession.getActiveSession()

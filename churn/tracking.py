@@ -7,6 +7,7 @@ MLflow's own variables) and checks a remote server's /health before doing anythi
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import re
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from churn import settings
 from churn.errors import RegistryStateError, TrackingUnavailableError
+from churn.redact import redact
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -30,15 +32,19 @@ _HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
 }
 HEALTH_TIMEOUT_S = 3.0
+# Commands that write the registry (promote, rollback, register; `connect(writes=True)`): every
+# request bounded so that a stalled store is reported, and a cut move settled, within 15 s; no
+# retries, because a retried write hides whether the first one landed: the move re-reads instead
+# (churn.moves). Read-only commands (history, lineage, status, ...) keep _HTTP_DEFAULTS: a retry
+# of a read changes nothing and rides out a blip.
+_REGISTRY_WRITE_HTTP = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "4", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+# The values this module put in os.environ: replaced when the next command in the same process
+# needs others (tests and `churn` call several mains in one process); a user's own are kept.
+_OURS: dict[str, str] = {}
 # MLflow error codes that describe the registry's state rather than a failing store.
 _STATE_ERROR_CODES = frozenset(
     {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "NOT_FOUND"}
 )
-
-
-def redact(uri: str) -> str:
-    """A tracking URI fit for logs and responses (no user:password@)."""
-    return re.sub(r"//[^/@]*@", "//***@", uri)
 
 
 # Directories of local paths: quoted ('/tmp/x/model.skops', as OSError and MLflow quote them), in
@@ -56,10 +62,18 @@ def hide_paths(text: str) -> str:
     return _BARE_DIRS.sub("…/", text)
 
 
-def bound_http_retries() -> None:
-    """MLflow's defaults retry for minutes; keep a user's own settings, else fail in seconds."""
-    for key, value in _HTTP_DEFAULTS.items():
-        os.environ.setdefault(key, value)
+def shown(text: str) -> str:
+    """What an answer over HTTP may say of `text`: no secret (churn.redact), no local paths."""
+    return hide_paths(redact(text))
+
+
+def bound_http_retries(writes: bool = False) -> None:
+    """MLflow's defaults retry for minutes; keep a user's own settings, else fail in seconds
+    (`writes`: the registry-write bound, _REGISTRY_WRITE_HTTP)."""
+    wanted = {**_HTTP_DEFAULTS, **(_REGISTRY_WRITE_HTTP if writes else {})}
+    for key, value in wanted.items():
+        if os.environ.get(key) in (None, _OURS.get(key)):
+            os.environ[key] = _OURS[key] = value
 
 
 def is_remote(uri: str) -> bool:
@@ -74,28 +88,51 @@ def artifact_root_for(uri: str) -> str | None:
     return None
 
 
+def _auth_headers() -> dict[str, str]:
+    """The credentials MLflow would send (basic first, then a bearer token, as its client)."""
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    password = os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user and password:
+        pair = base64.b64encode(f"{user}:{password}".encode()).decode()
+        return {"Authorization": f"Basic {pair}"}
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def check_reachable(uri: str, timeout: float = HEALTH_TIMEOUT_S) -> None:
-    """Fail fast with one line when a tracking server does not answer its /health endpoint."""
+    """Fail fast with one line when a tracking server does not answer its /health endpoint.
+
+    `uri` is a URI from `settings.tracking_uri` (credentials already moved out of it): urllib
+    takes a `user:password@` for part of the host name."""
     if not is_remote(uri):
         return
+    health = urllib.request.Request(f"{uri.rstrip('/')}/health", headers=_auth_headers())
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as resp:
+        with urllib.request.urlopen(health, timeout=timeout) as resp:
             if resp.status == 200:
                 return
             problem = f"answered HTTP {resp.status}"
     except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            raise TrackingUnavailableError(
+                f"tracking server {redact(uri)} refused the credentials (HTTP {exc.code}): fix "
+                "the user:password in MLFLOW_TRACKING_URI (or MLFLOW_TRACKING_USERNAME and "
+                "MLFLOW_TRACKING_PASSWORD)"
+            ) from None
         problem = f"answered HTTP {exc.code}"
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         problem = f"is unreachable ({reason})"
     raise TrackingUnavailableError(
-        f"tracking server {uri} {problem}: start it (make server) or fix MLFLOW_TRACKING_URI"
+        f"tracking server {redact(uri)} {problem}: start it (make server) or fix "
+        "MLFLOW_TRACKING_URI"
     )
 
 
-def connect(explicit_uri: str | None = None) -> MlflowClient:
-    """A client for the tracking store and registry, after a fast reachability check."""
-    bound_http_retries()
+def connect(explicit_uri: str | None = None, *, writes: bool = False) -> MlflowClient:
+    """A client for the tracking store and registry, after a fast reachability check; `writes`
+    for a command that writes the registry (see _REGISTRY_WRITE_HTTP)."""
+    bound_http_retries(writes)
     uri = settings.tracking_uri(explicit_uri)
     check_reachable(uri)
     import mlflow
@@ -121,7 +158,11 @@ def is_store_error(exc: BaseException) -> bool:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    # SQLAlchemy puts its own notes first, e.g. "(raised as a result of Query-invoked autoflush;
+    # ...)"; the driver's error ("(sqlite3.OperationalError) attempt to write a readonly
+    # database") is the line that says what is wrong.
+    text = [line for line in str(exc).strip().splitlines() if line.strip()]
+    text = [line for line in text if not line.startswith("(raised as a result of")] or text
     return text[0][:300] if text else type(exc).__name__
 
 

@@ -20,9 +20,10 @@ import pandas as pd
 from sklearn import metrics as skm
 from sklearn.model_selection import train_test_split
 
-from churn import data, schema, settings
-from churn.model import TRUSTED_TYPES, ChurnProbability, build, signature
+from churn import data, describe, schema, settings
+from churn.model import ChurnProbability, build, signature, trusted_types
 from churn.provenance import file_md5, git_state
+from churn.registry import set_challenger
 from churn.settings import Params
 
 if TYPE_CHECKING:
@@ -116,7 +117,7 @@ def _log_model(model: ChurnProbability, model_type: str, example: pd.DataFrame) 
         model,
         name="model",
         serialization_format="skops",
-        skops_trusted_types=TRUSTED_TYPES[model_type],
+        skops_trusted_types=trusted_types(model_type),
         signature=signature(),
         input_example=example,
         # The model's own code travels with it, so `mlflow models serve` and other consumers
@@ -173,6 +174,9 @@ def train(
     )
     tags = {"data_md5": data_md5, "training_data": training_data}
     run_tags = dict(tags)
+    run_tags["mlflow.note.content"] = describe.training_run_note(
+        params.model_type, training_data, data_md5, len(df)
+    )
     if commit is not None:
         # Set explicitly: MLflow only infers it for some entry points, not under `dvc repro`.
         run_tags["mlflow.source.git.commit"] = commit
@@ -180,7 +184,8 @@ def train(
 
     experiment_id = ensure_experiment(client, tracking_uri)
     progress(f"logging run and model to {tracking_uri}")
-    with mlflow.start_run(experiment_id=experiment_id, tags=run_tags) as run:
+    run_name = describe.training_run_name(params.model_type, data_md5, params.seed)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=run_tags) as run:
         mlflow.log_params(params.flat())
         mlflow.log_metrics(scores)
         with warnings.catch_warnings():
@@ -188,8 +193,14 @@ def train(
             warnings.filterwarnings("ignore", message="The specified dataset source")
             # The dataset profile infers a schema; our int columns are never missing.
             warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+            # The digest is DVC's md5 of the file (the `data_md5` tag), not MLflow's hash of
+            # the frame: the UI then names the same snapshot `dvc` and `churn lineage` do.
             dataset = from_pandas(
-                df, source=str(data_path), name=data_path.name, targets=schema.LABEL_COLUMN
+                df,
+                source=str(data_path),
+                name=data_path.name,
+                targets=schema.LABEL_COLUMN,
+                digest=data_md5,
             )
             mlflow.log_input(dataset, context="training")  # (the schema is inferred here)
         for path, fig in _figures(y_test, proba, params.threshold, scores["auc"]).items():
@@ -206,5 +217,7 @@ def train(
     version = int(info.registered_model_version)
     for key, value in tags.items():
         client.set_model_version_tag(settings.MODEL_NAME, str(version), key, value)
-    client.set_registered_model_alias(settings.MODEL_NAME, settings.CHALLENGER, str(version))
+    describe.describe_version(client, version, run.info.run_id)
+    # On the ledger like every alias move: who, when, which commit, the run and its metric.
+    set_challenger(client, version, tracking_uri, run.info.run_id, params.gate.metric)
     return TrainResult(run.info.run_id, version, scores, data_md5)

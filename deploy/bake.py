@@ -3,12 +3,12 @@
 Used by the Dockerfile's `baked` stage at build time, for hosts that cannot reach a tracking
 server (air-gapped): the image then serves `models:/churn/<version>` from `<out>/mlflow.db`.
 
-    python deploy/bake.py --tracking-uri http://mlflow:5000 --version 4 --out /app/baked
+    python -m deploy.bake --tracking-uri http://mlflow:5000 --version 4 --out /app/baked
 
 The copy keeps what the service reports and /model shows: the same version number, the run's
 metrics, params and tags, the version's tags; the run id is new (MLflow assigns it) and the
 original is kept in the tags `baked_from_run` / `baked_from_version`. The service accepts only
-`models:/` URIs (serve/settings.py), which is why a registry is baked rather than a bare folder.
+`models:/` URIs (serve/config.py), which is why a registry is baked rather than a bare folder.
 
 exit codes: 0 baked · 2 usage · 3 no such version · 4 source registry unreachable
 """
@@ -16,15 +16,10 @@ exit codes: 0 baked · 2 usage · 3 no such version · 4 source registry unreach
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from churn import cli, settings, tracking  # noqa: E402
-from churn.errors import RegistryStateError  # noqa: E402
+from churn import cli, settings, tracking
+from churn.errors import RegistryStateError
 
 PROG = "deploy/bake.py"
 

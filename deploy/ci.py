@@ -1,9 +1,10 @@
 """The steps of the retrain -> promote workflow (.github/workflows/pipeline.yml), as make targets.
 
-    python deploy/ci.py data       # make data:       dvc pull, else dvc repro regenerates it
-    python deploy/ci.py drift      # make drift-ci:   champion's training data vs this month
-    python deploy/ci.py train      # make train:      dvc repro (+ retrain into a new store)
-    python deploy/ci.py promote    # make promote-ci: promote.py; the gate refusing is green
+    python -m deploy.ci data       # make data:       dvc pull, else dvc repro regenerates it
+    python -m deploy.ci drift      # make drift-ci:   champion's training data vs this month
+    python -m deploy.ci train      # make train:      dvc repro (+ retrain into a new store)
+    python -m deploy.ci decide     # make decide-ci:  the gate as a dry run -> GITHUB_OUTPUT
+    python -m deploy.ci promote    # make promote-ci: promote.py; the gate refusing is green
 
 Each step appends Markdown to $GITHUB_STEP_SUMMARY when it is set (the job summary on GitHub),
 so the same commands give the same report on a laptop, in the e2e tests and in Actions.
@@ -13,10 +14,21 @@ the previous calendar month, UTC) and writes `drift=true|false` and `snapshot=YY
 $GITHUB_OUTPUT; the workflow's next step retrains on that month (`make retrain`) when drift is
 true.
 
+The decide step runs the gate without moving an alias (churn.decide, promote.py's gate as a dry
+run) and writes `decision=promote|keep|nothing` and the versions it saw (`champion=`,
+`challenger=`: a number or `none`) to $GITHUB_OUTPUT; its interval goes to the job summary. A
+refusal is recorded there (ledger and evaluation run, as promote.py records one). The workflow's
+promote job, bound to the `production` environment (whose required reviewers, when a repository
+sets them, approve it), runs the promote step only on `promote`. Given DECIDED_CHAMPION and
+DECIDED_CHALLENGER (the decision's versions), the promote step first checks that the registry
+still holds them: if either alias moved since the decision it refuses with one line (exit 3),
+moving nothing; a reviewer approves the decision they read, not another.
+
 exit codes: as promote.py (see its --help), except that `promote` exits 0 when the gate keeps
 the champion (promote.py's exit 1): a refusal is a normal outcome of a scheduled retrain, and any
 other failure (2 usage, 3 registry state, 4 store unreachable) fails the job. `drift` exits 0
 whether or not it finds drift (the output says which); any failure of the comparison fails.
+`decide` exits 0 whatever the gate decides (the output says what).
 """
 
 from __future__ import annotations
@@ -25,23 +37,29 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script: make the repository's packages importable
-    sys.path.insert(0, str(ROOT))
-
-from churn import (  # noqa: E402
+from churn import (
     cli,
     pipeline,
+    registry,
     settings,
     tracking,
 )
-from churn.__main__ import DRIFT_EXIT, status_line  # noqa: E402
-from churn.errors import RegistryStateError, UsageError  # noqa: E402
+from churn.__main__ import DRIFT_EXIT, status_line
+from churn.errors import RegistryStateError, UsageError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from churn import decide as deciding
 
 PROG = "deploy/ci.py"
+# The GitHub environment pipeline.yml's promote job is bound to (its reviewers approve it).
+PROMOTION_ENVIRONMENT = "production"
 
 
 def output(**values: str) -> None:
@@ -61,7 +79,7 @@ def previous_month(today: date | None = None) -> str:
 def drift(uri: str) -> int:
     """Has the population moved since @champion was trained? Decides whether to retrain."""
     from churn import data as churn_data
-    from churn.registry import aliases
+    from churn.registry_reads import alias_version
 
     month = os.environ.get("SNAPSHOT", "").strip() or previous_month()
     try:
@@ -70,10 +88,7 @@ def drift(uri: str) -> int:
         raise UsageError(f"SNAPSHOT: {exc}") from exc
     client = tracking.connect(uri)
     with tracking.store_errors(uri):
-        try:
-            champion = aliases(client).get(settings.CHAMPION)
-        except RegistryStateError:
-            champion = None
+        champion = alias_version(client, settings.CHAMPION)
     if champion is None:
         line = f"no @{settings.CHAMPION} yet: nothing to compare {month} with (no retrain on drift)"
         print(f"drift: {line}", file=sys.stderr)
@@ -135,15 +150,12 @@ def data() -> int:
 def train(uri: str) -> int:
     """`dvc repro`, then the pipeline's rule: a store with no model on this data gets one."""
     from churn.provenance import file_md5
-    from churn.registry import aliases
+    from churn.registry_reads import alias_version
 
     client, _ = pipeline.repro(uri, lambda msg: print(f"train: {msg}", file=sys.stderr, flush=True))
     md5 = file_md5(settings.DATA_FILE)
     with tracking.store_errors(uri):
-        try:
-            challenger = aliases(client).get(settings.CHALLENGER)
-        except RegistryStateError:
-            challenger = None
+        challenger = alias_version(client, settings.CHALLENGER)
     if challenger is None:
         line = (
             f"no @{settings.CHALLENGER}: data, params and code are unchanged and the store "
@@ -157,22 +169,33 @@ def train(uri: str) -> int:
     return 0
 
 
+def _gate_epsilon() -> float | None:
+    """The workflow_dispatch input `epsilon` (GATE_EPSILON); None: params.yaml's."""
+    epsilon = os.environ.get("GATE_EPSILON", "").strip()
+    if not epsilon:
+        return None
+    try:
+        value = float(epsilon)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise UsageError(f"GATE_EPSILON must be a number >= 0, got '{epsilon}'")
+    return value
+
+
+def _dry_run() -> bool:
+    """The workflow_dispatch input `dry_run` (DRY_RUN)."""
+    dry_run = os.environ.get("DRY_RUN", "").strip().lower()
+    if dry_run not in ("", "0", "false", "no", "1", "true", "yes"):
+        raise UsageError(f"DRY_RUN must be true or false, got '{dry_run}'")
+    return dry_run in ("1", "true", "yes")
+
+
 def _promote_args() -> list[str]:
     """promote.py's flags from the workflow_dispatch inputs (passed as environment variables)."""
-    args: list[str] = []
-    epsilon = os.environ.get("GATE_EPSILON", "").strip()
-    if epsilon:
-        try:
-            value = float(epsilon)
-        except ValueError:
-            raise UsageError(f"GATE_EPSILON must be a number >= 0, got '{epsilon}'") from None
-        args += ["--epsilon", repr(value)]
-    dry_run = os.environ.get("DRY_RUN", "").strip().lower()
-    if dry_run in ("1", "true", "yes"):
-        args.append("--dry-run")
-    elif dry_run not in ("", "0", "false", "no"):
-        raise UsageError(f"DRY_RUN must be true or false, got '{dry_run}'")
-    return args
+    epsilon = _gate_epsilon()
+    args = ["--epsilon", repr(epsilon)] if epsilon is not None else []
+    return args + (["--dry-run"] if _dry_run() else [])
 
 
 def _table(lines: list[str]) -> str:
@@ -186,7 +209,126 @@ def _table(lines: list[str]) -> str:
     return "\n".join(rows)
 
 
+def _version(v: int | None) -> str:
+    return str(v) if v is not None else "none"
+
+
+def _shown(v: int | None) -> str:
+    return f"v{v}" if v is not None else "unset"
+
+
+def decide(uri: str) -> int:
+    """The gate, changing no alias: the decision to $GITHUB_OUTPUT, its interval to the summary."""
+    from churn import decide as deciding
+
+    epsilon, dry_run = _gate_epsilon(), _dry_run()
+    params = settings.load_params()
+    client = tracking.connect(uri)
+    print("decide: the gate as promote.py applies it, moving no alias", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="churn-decide-") as work, tracking.store_errors(uri):
+        result = deciding.decide(
+            client, params, Path(work), epsilon, lambda m: print(f"decide: {m}", file=sys.stderr)
+        )
+        if result.outcome == deciding.KEEP and not dry_run:
+            _record_refusal(client, uri, result)
+    output(
+        decision=result.outcome,
+        champion=_version(result.champion),
+        challenger=_version(result.challenger),
+    )
+    with tracking.store_errors(uri):
+        try:
+            serving = f"### Serving now\n`{status_line(client)}`"
+        except RegistryStateError:
+            serving = f"### Serving now\nno @{settings.CHAMPION} yet"
+    d = result.decision
+    if d is None:
+        line = f"no @{settings.CHALLENGER} alias set: nothing to promote"
+        print(line)
+        summary(f"### Decision\nnothing to promote: {line}\n\n{serving}")
+        return 0
+    lines = registry.format_decision_header(d)
+    if d.paired is not None:
+        lines.append(registry.format_paired(d))
+    verdict = _verdict(d, dry_run)
+    print("\n".join([*lines, verdict.replace("**", "")]))
+    report = [f"### Decision\n{verdict}", _table(lines)]
+    if d.paired is not None:
+        report.append(f"Gate on the same holdout: `{registry.format_paired(d)}`")
+    summary("\n\n".join([*report, serving]))
+    return 0
+
+
+def _verdict(d: registry.GateDecision, dry_run: bool) -> str:
+    if not d.promote:
+        return f"**champion kept**: {registry.format_refusal(d)}"
+    cold = " (cold start)" if d.champion is None else ""
+    head = f"**WOULD PROMOTE: @{settings.CHAMPION} -> v{d.challenger.version}{cold}**"
+    if dry_run:
+        return f"{head} (dry run: no promote job, nothing changed)"
+    return (
+        f"{head}: the promote job moves it, once approved where the `{PROMOTION_ENVIRONMENT}` "
+        "environment requires reviewers"
+    )
+
+
+def _record_refusal(client: MlflowClient, uri: str, result: deciding.Decision) -> None:
+    """A refusal is a decision too: on the record as promote.py records it (no alias moves)."""
+    from churn import evaluate, ledger
+
+    d, ev = result.decision, result.evaluation
+    assert d is not None
+    eval_run = evaluate.log_evaluation(client, uri, ev, d, False) if ev is not None else None
+    ledger.record_kept(
+        client,
+        uri,
+        d,
+        holdout_md5=ev.holdout.md5 if ev is not None else None,
+        evaluation_run_id=eval_run,
+    )
+
+
+def _decided() -> dict[str, int | None] | None:
+    """The versions the decide job saw (DECIDED_CHAMPION, DECIDED_CHALLENGER: a number or
+    `none`); None when not given (promote-ci run by hand: nothing to re-check)."""
+    names = {settings.CHAMPION: "DECIDED_CHAMPION", settings.CHALLENGER: "DECIDED_CHALLENGER"}
+    raw = {alias: os.environ.get(var, "").strip() for alias, var in names.items()}
+    if not all(raw.values()):
+        return None
+    seen: dict[str, int | None] = {}
+    for alias, value in raw.items():
+        if value != "none" and not value.isdigit():
+            raise UsageError(f"{names[alias]} must be a version number or 'none', got '{value}'")
+        seen[alias] = None if value == "none" else int(value)
+    return seen
+
+
+def _check_unchanged(uri: str) -> None:
+    """Refuse (exit 3, nothing moved) when @champion or @challenger moved since the decision."""
+    from churn.registry import aliases
+
+    seen = _decided()
+    if seen is None:
+        return
+    client = tracking.connect(uri)
+    with tracking.store_errors(uri):
+        now = aliases(client)
+    moved = [
+        f"@{alias} {_shown(was)} -> {_shown(now.get(alias))}"
+        for alias, was in seen.items()
+        if now.get(alias) != was
+    ]
+    if moved:
+        line = (
+            f"the registry changed since the decision ({', '.join(moved)}): nothing was "
+            "promoted; run the pipeline again to decide on what is there now"
+        )
+        summary(f"### Promotion\n**REFUSED**: {line}")
+        raise RegistryStateError(line)
+
+
 def promote(uri: str) -> int:
+    _check_unchanged(uri)
     args = _promote_args()
     cmd = [sys.executable, "promote.py", *args]
     print(f"promote: $ promote.py {' '.join(args)}".rstrip(), file=sys.stderr, flush=True)
@@ -245,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("step", choices=("data", "drift", "train", "promote"))
+    p.add_argument("step", choices=("data", "drift", "train", "decide", "promote"))
     p.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking/registry URI")
     args = p.parse_args(argv)
     uri = settings.tracking_uri(args.tracking_uri)
@@ -253,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         "data": data,
         "drift": lambda: drift(uri),
         "train": lambda: train(uri),
+        "decide": lambda: decide(uri),
         "promote": lambda: promote(uri),
     }
     return cli.run(PROG, steps[args.step])

@@ -26,17 +26,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +40,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from churn.cli import quiet_mlflow
+from churn.procs import NotReadyError, free_port, stop_process, wait_for_http
 from deploy.k8s_lint import dockerfile_runtime
 
 if TYPE_CHECKING:
@@ -62,34 +60,6 @@ class FleetError(Exception):
     """A process did not start, or a replica did not converge."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise FleetError(f"process exited with {proc.returncode} before {url} answered")
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as resp:
-            if resp.status == 200:
-                return
-        time.sleep(0.2)
-    raise FleetError(f"{url} did not answer 200 within {timeout:.0f} s")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
 @contextlib.contextmanager
 def process(argv: list[str], log: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
@@ -97,7 +67,7 @@ def process(argv: list[str], log: Path, env: dict[str, str]) -> Iterator[subproc
     try:
         yield proc
     finally:
-        stop(proc)
+        stop_process(proc)
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -238,16 +208,9 @@ def start_replica(
     return Replica(f"http://127.0.0.1:{port}", proc, tmpdir)
 
 
-def quiet_mlflow() -> None:
-    """Training's chatter (run links, schema hints) is not what this script reports. MLflow
-    sets its logger's level from MLFLOW_LOGGING_LEVEL when it is first imported."""
-    os.environ.update(MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT="true", MLFLOW_LOGGING_LEVEL="ERROR")
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", module="mlflow")
-
-
 def run(args: argparse.Namespace) -> int:
-    quiet_mlflow()
+    # Training's chatter (run links, schema hints) is not what this script reports.
+    quiet_mlflow(level="ERROR")
     from churn import tracking
     from churn.settings import CHAMPION, MODEL_NAME
 
@@ -273,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
             "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
         ]  # fmt: skip
         server = stack.enter_context(process(server_argv, work / "mlflow.log", server_env))
-        wait_http(f"{uri}/health", server, timeout=120)
+        wait_for_http(f"{uri}/health", timeout=120, proc=server)
         print(f"mlflow server {uri}; training two versions", flush=True)
         os.environ.update(MLFLOW_TRACKING_URI=uri, MLFLOW_DISABLE_TELEMETRY="true")
         v1, v2 = train_two(uri, work)
@@ -286,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
                 time.sleep(rng.uniform(0, args.interval))
             replicas.append(start_replica(stack, work, i, uri, args.interval))
         for replica in replicas:
-            wait_http(f"{replica.url}/ready", replica.proc, timeout=180)
+            wait_for_http(f"{replica.url}/ready", timeout=180, proc=replica.proc)
         print(f"{len(replicas)} replicas serving v{v1}, polling every {args.interval:g} s")
 
         rounds: list[Round] = []
@@ -342,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--modes: give them in the order {' '.join(MODES)}")
     try:
         return run(args)
-    except FleetError as exc:
+    except (FleetError, NotReadyError, TimeoutError) as exc:
         print(f"fleet_convergence: {exc}", file=sys.stderr)
         return 1
 

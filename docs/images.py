@@ -11,7 +11,10 @@ docs/images/:
   roc.png, confusion.png     the champion run's own plots, as training logged them to MLflow
   alias-flow.svg             the aliases before and after each move Day 4 made (from the ledger)
   mlflow-runs.png            the MLflow UI (`make server` on the copy's store) comparing the runs
+  mlflow-run.png             the best training run's page: its name, description, dataset digest
   mlflow-model.png           the MLflow UI's page of the registered model, @champion on its version
+  mlflow-version.png         the champion version's page: what it was trained on, what moved it
+  mlflow-evaluation.png      the gate's evaluation run: the holdout as its evaluation input
 
 tests/docs/test_pages.py checks that pipeline.svg still matches `dvc dag --dot`.
 """
@@ -318,9 +321,15 @@ class Chromium:
         self.js("document.querySelector('button[aria-label=Close]')?.click()")
         time.sleep(0.5)
 
-    def top_of(self, text: str) -> float:
+    def top_of(self, text: str, prefix: bool = False) -> float:
+        """The top of the first element whose own text is `text` (or starts with it)."""
+        test = (
+            f"starts-with(normalize-space(text()), '{text}')"
+            if prefix
+            else (f"normalize-space(text())='{text}'")
+        )
         found = self.js(
-            f"document.evaluate(\"//*[normalize-space(text())='{text}']\", document, null, 9, "
+            f'document.evaluate("//*[{test}]", document, null, 9, '
             "null).singleNodeValue?.getBoundingClientRect().top"
         )
         if found is None:
@@ -353,7 +362,8 @@ def mlflow_ui(session: Any) -> Iterator[str]:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        # Minutes, not seconds: on a loaded machine its four workers take long to start.
+        deadline = time.monotonic() + 300
         while True:
             try:
                 with urllib.request.urlopen(f"{url}/health", timeout=2):
@@ -366,7 +376,12 @@ def mlflow_ui(session: Any) -> Iterator[str]:
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a server still starting ignores SIGTERM
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
 
 
 def screenshots(session: Any, client: Any, work: Path) -> None:
@@ -388,12 +403,34 @@ def screenshots(session: Any, client: Any, work: Path) -> None:
             browser.screenshot(IMAGES / "mlflow-runs.png", (170, top - 20, 980, bottom - top))
         finally:
             browser.close()
-        browser = Chromium(work, 1500, 860)
+        browser = Chromium(work, 1500, 1000)
         try:
-            browser.open(f"{url}/#/models/churn", "champion")
-            browser.screenshot(IMAGES / "mlflow-model.png")
+            _pages(browser, url, client, runs[0])
         finally:
             browser.close()
+
+
+def _pages(browser: Chromium, url: str, client: Any, best: Any) -> None:
+    """The pages that explain themselves: a training run (its name, description and dataset
+    digest), the model (its description, the aliases), the champion's version (what it was
+    trained on, what moved it) and the gate's evaluation run (the holdout as its input)."""
+    run_page = f"{url}/#/experiments/{best.info.experiment_id}/runs/{best.info.run_id}"
+    browser.open(run_page, best.info.run_name)
+    browser.screenshot(
+        IMAGES / "mlflow-run.png", (195, 0, 1290, browser.top_of("Parameters (", prefix=True))
+    )
+    browser.open(f"{url}/#/models/churn", "champion")
+    browser.screenshot(IMAGES / "mlflow-model.png")
+    champion = client.get_model_version_by_alias("churn", "champion")
+    browser.open(f"{url}/#/models/churn/versions/{champion.version}", "Alias moves")
+    browser.screenshot(IMAGES / "mlflow-version.png", (195, 0, 1290, browser.top_of("Tags")))
+    evaluation = client.get_run(champion.tags["evaluation_run"])
+    page = f"{url}/#/experiments/{evaluation.info.experiment_id}/runs/{evaluation.info.run_id}"
+    browser.open(page, evaluation.info.run_name)
+    browser.screenshot(
+        IMAGES / "mlflow-evaluation.png",
+        (195, 0, 1290, browser.top_of("Parameters (", prefix=True)),
+    )
 
 
 # ---------------------------------------------------------------------------------------------

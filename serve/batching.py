@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from serve.holder import ModelHolder, Scored
-from serve.schema import concat_rows
+from serve.rows import concat_rows
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,15 @@ class _Pending:
 class MicroBatcher:
     """Collects concurrent requests' rows into one `ModelHolder.score` call per batch."""
 
-    def __init__(self, holder: ModelHolder, max_rows: int, max_wait_s: float) -> None:
+    def __init__(
+        self,
+        holder: ModelHolder,
+        max_rows: int,
+        max_wait_s: float,
+        observe: Callable[[int], None] | None = None,
+    ) -> None:
         self.holder = holder
+        self._observe = observe  # told the rows of every predict call (the metrics histogram)
         self.max_rows = max_rows
         self.max_wait_s = max_wait_s
         self._queue: deque[_Pending] = deque()
@@ -134,8 +141,7 @@ class MicroBatcher:
             if task is not None and task.cancelling():
                 raise  # the request itself was cancelled (its timeout, a disconnect)
             raise RuntimeError(SHUTTING_DOWN) from None  # executor shut down
-        self.batches += 1
-        self.rows_scored += len(rows)
+        self._scored(len(rows))
         return rows, scored, answered
 
     def _thread_done(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -144,6 +150,12 @@ class MicroBatcher:
 
     def _alone_done(self) -> None:
         self._alone -= 1
+
+    def _scored(self, rows: int) -> None:
+        self.batches += 1
+        self.rows_scored += rows
+        if self._observe is not None:
+            self._observe(rows)
 
     def _seen(self) -> None:
         self._peak = max(
@@ -207,8 +219,7 @@ class MicroBatcher:
             return
         finally:
             self._scoring = 0
-        self.batches += 1
-        self.rows_scored += len(rows)
+        self._scored(len(rows))
         start = 0
         for pending in live:
             end = start + len(pending.rows)

@@ -3,7 +3,7 @@
 With `--call` it also waits for the service to be ready and sends that request, printing the
 answer: the last step of `make demo`, a real prediction from the served champion.
 
-The body is `serve.schema.EXAMPLE_REQUEST`, the same example the OpenAPI docs show, so the
+The body is `serve.api_models.EXAMPLE_REQUEST`, the same example the OpenAPI docs show, so the
 command in the README, the docs and the demo is one request that the tests send.
 """
 
@@ -41,7 +41,7 @@ def request_rows(frame: Any) -> list[dict[str, Any]]:
 
 
 def curl(host: str = "127.0.0.1", port: int = 8000) -> str:
-    from serve.schema import EXAMPLE_REQUEST
+    from serve.api_models import EXAMPLE_REQUEST
 
     body = json.dumps(EXAMPLE_REQUEST)
     assert "'" not in body  # it is pasted inside single quotes
@@ -58,7 +58,7 @@ def call(base: str, timeout: float) -> int:
 
     import httpx
 
-    from serve.schema import EXAMPLE_REQUEST
+    from serve.api_models import EXAMPLE_REQUEST
 
     deadline = time.monotonic() + timeout
     while True:

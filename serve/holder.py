@@ -17,7 +17,10 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from serve.schema import EXAMPLE_ROWS, FRAME_DTYPES, Batch, fast_rows
+from serve.api_models import EXAMPLE_ROWS
+from serve.errors import NotReadyError
+from serve.rows import frame
+from serve.validation import fast_rows
 
 
 class Predictor(Protocol):
@@ -112,33 +115,6 @@ class LoadedModel:
 class Scored:
     model: LoadedModel
     probabilities: np.ndarray
-
-
-class NotReadyError(RuntimeError):
-    """No model is loaded yet."""
-
-
-def frame(rows: Sequence[Any]) -> pd.DataFrame:
-    """Validated rows -> the model's input frame, built column by column in schema order.
-
-    A `Batch` (rows the column-wise validation accepted, serve/schema.py) already holds its
-    columns and builds the same frame from them (tests/unit/test_schema_fast.py)."""
-    if isinstance(rows, Batch):
-        return rows.frame()
-    columns: dict[str, Any] = {}
-    for name, dtype in FRAME_DTYPES.items():
-        values = [getattr(r, name) for r in rows]
-        if dtype.kind == "O":
-            # An explicit object Series: pandas 3 would infer its `str` dtype from a bare array,
-            # and the model was trained (and its signature inferred) on object columns.
-            columns[name] = pd.Series(values, dtype=object)
-        else:
-            # None (TotalCharges of a new customer) becomes NaN in a float64 column.
-            columns[name] = np.array(
-                [np.nan if v is None else v for v in values] if dtype.kind == "f" else values,
-                dtype=dtype,
-            )
-    return pd.DataFrame(columns, copy=False)
 
 
 class ModelHolder:

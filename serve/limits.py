@@ -1,16 +1,13 @@
-"""What bounds every request, and the errors nobody's route writes.
+"""What bounds every request.
 
 - A deadline per request (CHURN_REQUEST_TIMEOUT_S). A client that stalls while sending its body
   (slowloris) gets 408, a request the service cannot answer in time 503; either way the request
   is cancelled and its worker freed instead of held for as long as the client likes.
 - Bodies are JSON: a request body declared as another media type, or compressed, is 415 (it
   would otherwise be parsed as JSON and reported as "not valid JSON", which misleads).
-- Errors Starlette and FastAPI raise themselves (404, 405, request validation, an unexpected
-  exception) get the routes' error format, `{"detail": "<field>: <message>", "errors": [...]}`,
-  so a client parses one shape. Nothing internal is ever in a body: no stack trace, no file path,
-  no exception text; the log has those.
+- A body is read up to a limit (`read_body`): over it, 413 before the rest is read.
 
-`install(app, settings)` wires all of it; nothing else in the service needs to know.
+`install(app, settings)` adds the middleware; the error answers are serve/errors.py's.
 """
 
 from __future__ import annotations
@@ -21,26 +18,14 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serve.settings import ServeSettings
+from serve.config import ServeSettings
+from serve.errors import BodyTooLarge, error_body, shown
 
 log = logging.getLogger(__name__)
 
 JSON_MEDIA_TYPES = ("application/json",)
-_MAX_SHOWN = 80
-
-
-def error_body(field: str, message: str) -> dict[str, Any]:
-    """The one error shape of the API (serve.schema.ErrorBody)."""
-    return {"detail": f"{field}: {message}", "errors": [{"field": field, "message": message}]}
-
-
-def _shown(text: str) -> str:
-    return text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN] + "…"
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
@@ -99,7 +84,7 @@ class RequestTimeoutMiddleware:
         except TimeoutError:
             if not deadline.expired():
                 raise  # a timeout of the app's own, not ours
-            where = f"{scope['method']} {_shown(scope.get('path', ''))}"
+            where = f"{scope['method']} {shown(scope.get('path', ''))}"
             if started:  # headers are out: all we can do is end the connection
                 log.warning("%s: cancelled after %g s mid-response", where, self.seconds)
                 return
@@ -109,8 +94,10 @@ class RequestTimeoutMiddleware:
                     send,
                     408,
                     error_body(
-                        "body",
-                        f"not received within {self.seconds:g} s (CHURN_REQUEST_TIMEOUT_S)",
+                        (
+                            "body",
+                            f"not received within {self.seconds:g} s (CHURN_REQUEST_TIMEOUT_S)",
+                        )
                     ),
                 )
             else:
@@ -119,9 +106,11 @@ class RequestTimeoutMiddleware:
                     send,
                     503,
                     error_body(
-                        "request",
-                        f"not answered within {self.seconds:g} s (CHURN_REQUEST_TIMEOUT_S); "
-                        "retry later",
+                        (
+                            "request",
+                            f"not answered within {self.seconds:g} s (CHURN_REQUEST_TIMEOUT_S); "
+                            "retry later",
+                        )
                     ),
                 )
 
@@ -129,11 +118,12 @@ class RequestTimeoutMiddleware:
 class JsonBodyMiddleware:
     """415 for a request body declared as anything but JSON, or compressed."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, exempt: frozenset[str] = frozenset()) -> None:
         self.app = app
+        self.exempt = exempt  # paths that judge their own media types (/invocations: CSV too)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and _has_body(scope):
+        if scope["type"] == "http" and _has_body(scope) and scope["path"] not in self.exempt:
             headers = dict(scope["headers"])
             declared = headers.get(b"content-type")
             encoding = headers.get(b"content-encoding", b"identity").strip().lower()
@@ -143,60 +133,37 @@ class JsonBodyMiddleware:
                 if media not in JSON_MEDIA_TYPES and not media.endswith("+json"):
                     problem = (
                         "Content-Type",
-                        f"must be application/json; got {_shown(media)!r}",
+                        f"must be application/json; got {shown(media)!r}",
                     )
             if problem is None and encoding != b"identity":
                 problem = (
                     "Content-Encoding",
-                    f"not supported; got {_shown(encoding.decode('latin-1'))!r} "
+                    f"not supported; got {shown(encoding.decode('latin-1'))!r} "
                     "(send the JSON uncompressed)",
                 )
             if problem is not None:
-                await _send_json(send, 415, error_body(*problem))
+                await _send_json(send, 415, error_body(problem))
                 return
         await self.app(scope, receive, send)
 
 
-def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status, headers, media_type="application/json")
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    method, path = request.method, _shown(request.url.path)
-    headers = dict(exc.headers or {})
-    if exc.status_code == 404:
-        body = error_body("path", f"no such endpoint {method} {path}; see /docs")
-    elif exc.status_code == 405:
-        allowed = headers.get("Allow", "")
-        body = error_body("method", f"{method} is not allowed on {path}; allowed: {allowed}")
-    else:
-        detail = exc.detail if isinstance(exc.detail, str) else "request refused"
-        body = error_body("request", detail)
-    return _json(exc.status_code, body, headers)
-
-
-async def _validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    errors = [
-        {"field": ".".join(str(p) for p in err.get("loc", ())) or "request", "message": err["msg"]}
-        for err in exc.errors()
-    ] or [{"field": "request", "message": "invalid"}]
-    first = errors[0]
-    return _json(422, {"detail": f"{first['field']}: {first['message']}", "errors": errors[:50]})
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    # Starlette logs the traceback when it re-raises after this handler answers.
-    log.error("%s %s failed: %s", request.method, _shown(request.url.path), type(exc).__name__)
-    return _json(500, error_body("request", "internal error; the service log has the details"))
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (before reading it all) anything over `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def install(app: FastAPI, settings: ServeSettings) -> None:
-    """Add the limits and error handlers to `app`. Call it before adding the metrics middleware,
+    """Add the limits to `app`. Call it before adding the metrics middleware,
     so that the metrics count the 408/415/503 answers given here."""
-    app.add_middleware(JsonBodyMiddleware)
+    app.add_middleware(JsonBodyMiddleware, exempt=frozenset({"/invocations"}))
     app.add_middleware(RequestTimeoutMiddleware, seconds=settings.request_timeout_s)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _unexpected)

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Label values must be bounded: a client can send any method token (h11 accepts them all).
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -72,6 +73,13 @@ class Metrics:
             "Rows not shadow-scored because the shadow queue was full (callers unaffected)",
             registry=self.registry,
         )
+        self.prediction_log_rows = Counter(
+            "churn_prediction_log_rows",
+            "Rows of the prediction log (CHURN_PREDICTION_LOG): written, or dropped (queue "
+            "full or a failed write; requests unaffected)",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.profile_rows = Gauge(
             "churn_profile_rows",
             "Rows in the traffic profile of the served version (GET /monitoring/profile)",
@@ -98,6 +106,18 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.batch_rows = Histogram(
+            "churn_batch_rows",
+            "Rows per model predict call (a micro-batch of concurrent requests, or one alone)",
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "churn_http_requests_in_flight",
+            "HTTP requests received and not yet answered",
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -115,6 +135,8 @@ class MetricsMiddleware:
             return
         start = time.perf_counter()
         status = 500
+        in_flight = self.metrics.in_flight
+        in_flight.inc()
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -125,6 +147,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            in_flight.dec()
             route: Any = scope.get("route")
             name = getattr(route, "path", None)
             if name is None:

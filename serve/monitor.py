@@ -23,9 +23,8 @@ from anyio import to_thread
 from pydantic import BaseModel
 
 from churn.profile import Profile
-from serve.holder import frame
 from serve.metrics import Metrics
-from serve.schema import Batch, concat_rows
+from serve.rows import Batch, concat_rows, frame
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from typing import Any
 
 from anyio import to_thread
 
-from churn.tracking import hide_paths
+from churn.tracking import shown
 from serve.holder import ModelHolder
 from serve.metrics import Metrics
-from serve.registry import NoModelError, Registry
+from serve.model_source import NoModelError, Registry
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +84,10 @@ class ReloadStatus:
 
 def _one_line(exc: BaseException) -> str:
     # Answers and /model show '…/model.skops', not where files live on this machine (a
-    # temporary download directory, the store's path).
-    lines = str(exc).strip().splitlines()
-    text = hide_paths(lines[0][:300]) if lines else ""
+    # temporary download directory, the store's path), nor a password from the tracking URI.
+    # Redacted before it is cut: a cut can split a URL's password from its '@'.
+    lines = shown(str(exc)).strip().splitlines()
+    text = lines[0][:300] if lines else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -179,9 +180,13 @@ class Reloader:
         """Seconds until the next poll: the interval, doubled for each check in a row that could
         not read the registry, capped at `backoff_max_s`. Jittered down by up to 20% while
         backing off, so replicas do not all hit a recovering server at the same instant."""
-        if self._unreachable_checks == 0:
-            return self.interval
-        delay = min(self.backoff_max_s, self.interval * 2.0 ** min(self._unreachable_checks, 30))
+        # Interval 0 only retries a failed start: from 1 s, backing off the same way.
+        base, failures = self.interval or 1.0, self._unreachable_checks
+        if self.interval <= 0:
+            failures = max(failures, self.status.consecutive_failures) - 1
+        if failures <= 0:
+            return base
+        delay = min(self.backoff_max_s, base * 2.0 ** min(failures, 30))
         return delay * random.uniform(0.8, 1.0)
 
     def _failed(
@@ -205,13 +210,17 @@ class Reloader:
         return CheckResult(Outcome.FAILED, served, served, f"{message}; {kept}")
 
     async def run(self) -> None:
-        """The poll loop: check now, then every `interval` seconds (0: check once)."""
+        """The poll loop: check now, then every `interval` seconds. With interval 0 (no polling)
+        a first check that failed (registry down at start, load failed) is still retried, with
+        the same backoff, until something is served: a service started before its registry
+        must not stay empty until someone calls /admin/reload."""
         while True:
+            failed = True
             try:
-                await self.check("poll")
+                failed = (await self.check("poll")).outcome is Outcome.FAILED
             except Exception:  # a bug here must not end polling
                 log.exception("model check failed unexpectedly")
-            if self.interval <= 0:
+            if self.interval <= 0 and not (failed and self.holder.current is None):
                 return
             self.status.poll_delay_s = delay = self.next_delay()
             await asyncio.sleep(delay)

@@ -21,7 +21,7 @@ import random
 import time
 import zlib
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from serve.holder import LoadedModel, ModelHolder
+from churn.tracking import shown
+from serve.holder import LoadedModel, ModelHolder, Scored
 from serve.metrics import Metrics
-from serve.schema import concat_rows, customer_ids
+from serve.rows import concat_rows
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,10 @@ class Split:
         self.share = share
         self._rng = rng or random.Random()
 
-    def to_challenger(self, rows: Sequence[Any]) -> list[bool]:
+    def to_challenger(self, ids: Sequence[str | None]) -> list[bool]:
+        """For each customer id of a request, in order: does its row go to the challenger."""
         share, rng = self.share, self._rng
-        return [(bucket(cid) if cid else rng.random()) < share for cid in customer_ids(rows)]
+        return [(bucket(cid) if cid else rng.random()) < share for cid in ids]
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,8 @@ class Shadow:
         self._queued_rows = 0
         self.log_every_s = 30.0
         self._logged_at = -float("inf")
+        # What else hears each shadow-scored batch (the prediction log), in the shadow thread.
+        self.on_scored: Callable[[Sequence[Any], Scored], None] | None = None
 
     def submit(self, rows: Sequence[BaseModel], champion: np.ndarray, model: LoadedModel) -> None:
         """O(1) on the request path: queue, or drop when the queue is full."""
@@ -140,11 +144,13 @@ class Shadow:
             scored = self.challenger.score(rows)
         except Exception as exc:  # the challenger failing must never touch callers
             stats.errors += 1
-            stats.last_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+            stats.last_error = f"{type(exc).__name__}: {shown(str(exc))[:200]}"
             log.warning("shadow scoring failed: %s", stats.last_error)
             return
         champion = np.concatenate([item.champion for item in items])
         decisions = np.concatenate([item.champion >= item.champion_threshold for item in items])
+        if self.on_scored is not None:
+            self.on_scored(rows, scored)
         challenger = scored.probabilities
         diff = np.abs(challenger - champion)
         disagree = int(np.count_nonzero((challenger >= scored.model.threshold) != decisions))

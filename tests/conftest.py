@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -14,6 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+# The process helpers live in churn/procs.py (deploy/ and bench/ use them too); imported here so
+# tests keep importing them from tests.conftest beside the fixtures that use them.
+from churn.procs import free_port, stop_process, wait_for_http
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,6 +62,7 @@ SLOW_UNITS = {
     "tests/integration/test_docker.py": 85,
     "tests/e2e/test_serve.py": 75,
     "tests/e2e/test_quickstart.py": 65,
+    "tests/integration/test_exercises.py": 60,
     "tests/integration/test_team_stack.py": 50,
     "tests/integration/test_score.py": 45,
 }
@@ -139,12 +143,6 @@ def _isolated_tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
         mlflow.set_registry_uri(None)  # type: ignore[arg-type]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty, migrated SQLite store; copying it saves the seconds MLflow's migrations take."""
@@ -193,7 +191,7 @@ class Store:
         return int(mv.version)
 
     def aliases(self) -> dict[str, int]:
-        from churn.registry import aliases
+        from churn.registry_reads import aliases
 
         return aliases(self.client)
 
@@ -230,37 +228,6 @@ def small_params(**model_params: object):  # type: ignore[no-untyped-def]
         data=DataParams(rows=3_000),
         model_params={"C": 1.0, "max_iter": 1000, **model_params},
     )
-
-
-def stop_process(proc: subprocess.Popen, grace: float = 15.0) -> None:  # type: ignore[type-arg]
-    """SIGTERM, then SIGKILL after `grace` seconds: a test never leaves a server behind."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
-
-
-def wait_for_http(url: str, timeout: float = 60.0, proc=None) -> None:  # type: ignore[no-untyped-def]
-    """Poll `url` until it answers 200, the process dies, or `timeout` passes."""
-    import time
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from serve.holder import LoadedModel
-from serve.registry import NoModelError, Target
+from serve.model_source import NoModelError, Target
 from tests.conftest import ROOT
 
 

@@ -49,7 +49,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -59,6 +58,8 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from churn.procs import free_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SHOWN_ROOT = "/home/you/churn-mlops"
@@ -312,12 +313,6 @@ class Outcome:
             f"{page.name}:{self.command.line}: $ {self.command.text.splitlines()[0]}{status}\n"
             + "\n".join(diff)
         )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def prepare_copy(dest: Path) -> Path:

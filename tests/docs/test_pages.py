@@ -150,7 +150,7 @@ def test_the_alias_flow_is_a_promotion_and_two_rollbacks() -> None:
 
 
 def test_the_example_request_is_the_apis_documented_one() -> None:
-    from serve.schema import EXAMPLE_REQUEST
+    from serve.api_models import EXAMPLE_REQUEST
 
     assert json.loads((DOCS / "examples" / "two-customers.json").read_text()) == EXAMPLE_REQUEST
     invalid = json.loads((DOCS / "examples" / "invalid.json").read_text())

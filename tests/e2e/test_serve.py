@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -452,3 +453,108 @@ def test_shadow_scores_everything_in_the_background_and_adds_under_1ms_p50(
     assert added < 1.0, p50
     assert stats["challenger_version"] == v3 and stats["dropped_rows"] == 0
     assert 0.0 < stats["mean_abs_diff"] < 1.0 and stats["errors"] == 0
+
+
+def test_the_prediction_log_holds_every_answered_row_with_its_version_role_and_request(
+    trained: Trained, tmp_path: Path
+) -> None:
+    """CHURN_PREDICTION_LOG on the real service: split traffic and a shadow-free champion, then
+    a graceful stop; the Parquet log holds exactly what was answered."""
+    from churn import predlog
+
+    v1, _, v3 = trained.versions
+    uri, _ = copy_store(trained, tmp_path, champion=v1, challenger=v3)
+    rows = request_rows(data.read_parquet(trained.data).head(300))
+    log_dir = tmp_path / "predictions"
+    env = {"CHURN_PREDICTION_LOG": str(log_dir), "CHURN_CHALLENGER_TRAFFIC": "0.3",
+           "CHURN_REQUEST_ID": "true"}  # fmt: skip
+    answered: list[tuple[str, str, int, float]] = []
+    start = datetime.now(UTC)
+    with service(tmp_path, uri, **env) as url, httpx.Client(base_url=url, timeout=10) as http:
+        wait_ready(url)
+        assert wait_until(
+            lambda: (http.get("/model").json()["challenger"]["served"] or {}).get("version") == v3,
+            30,
+            0.1,
+        )
+        for k in range(0, len(rows), 30):
+            rid = f"req-{k}"
+            resp = http.post(
+                "/predict", json={"instances": rows[k : k + 30]}, headers={"X-Request-ID": rid}
+            )
+            assert resp.status_code == 200, resp.text
+            answered += [
+                (rid, p["customerID"], p["model_version"], p["churn_probability"])
+                for p in resp.json()["predictions"]
+            ]
+
+        def written() -> float:
+            for line in http.get("/metrics").text.splitlines():
+                if line.startswith('churn_prediction_log_rows_total{outcome="written"}'):
+                    return float(line.split()[-1])
+            return 0.0
+
+        assert wait_until(lambda: written() == len(answered), 20, 0.2), written()
+    log = predlog.read(predlog.Location.of(str(log_dir)), start, start + timedelta(hours=1))
+    got = sorted(
+        zip(log["request_id"], log[schema.ID_COLUMN], log["version"], log["p_churn"], strict=True)
+    )
+    assert [g[:3] for g in got] == sorted(a[:3] for a in answered)
+    assert np.allclose([g[3] for g in got], [a[3] for a in sorted(answered)], atol=1e-12)
+    roles = dict(zip(log["version"], log["role"], strict=False))
+    assert roles == {v1: "champion", v3: "challenger"}
+    assert (log["decision"] == (log["p_churn"] >= 0.5)).all()
+    assert list(log.columns) == list(predlog.LOG_COLUMNS)
+    assert not list(log_dir.rglob(".*"))  # no partial file left behind
+
+
+def test_a_service_killed_mid_traffic_leaves_only_whole_log_files(
+    trained: Trained, tmp_path: Path
+) -> None:
+    """kill -9 while requests flow and the log flushes: every file a reader sees is whole."""
+    import pyarrow.parquet as pq
+
+    from churn import predlog
+
+    uri, _ = copy_store(trained, tmp_path, champion=trained.versions[0])
+    log_dir = tmp_path / "predictions"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHURN_")}
+    env.update(MLFLOW_TRACKING_URI=uri, CHURN_PREDICTION_LOG=str(log_dir))
+    rows = request_rows(data.read_parquet(trained.data).head(200))
+    url, stop = f"http://127.0.0.1:{port}", threading.Event()
+
+    def traffic() -> None:
+        with httpx.Client(base_url=url, timeout=5) as http:
+            while not stop.is_set():
+                try:
+                    http.post("/predict", json={"instances": rows})
+                except httpx.HTTPError:
+                    return  # the service is gone
+
+    proc = subprocess.Popen(
+        serve_command(port), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    sender = threading.Thread(target=traffic)
+    try:
+        wait_for_http(f"{url}/health", timeout=60, proc=proc)
+        wait_ready(url)
+        sender.start()
+        assert wait_until(lambda: any(log_dir.rglob("part-*.parquet")), 30, 0.1)
+        time.sleep(2.5)  # between two flushes (every 5 s), with rows queued
+        proc.kill()  # SIGKILL: no shutdown, no last flush
+        proc.wait(timeout=10)
+    finally:
+        stop.set()
+        if sender.is_alive():
+            sender.join(timeout=10)
+        stop_process(proc)
+    files = sorted(log_dir.rglob("part-*.parquet"))
+    assert files and all(pq.read_table(f).num_rows > 0 for f in files)  # each one whole
+    everything = predlog.read(
+        predlog.Location.of(str(log_dir)),
+        datetime.fromtimestamp(0, UTC),
+        datetime.now(UTC) + timedelta(days=1),
+    )
+    assert len(everything) == sum(pq.read_metadata(f).num_rows for f in files)
+    assert len(everything) % len(rows) == 0  # whole requests only: no file cut mid-batch

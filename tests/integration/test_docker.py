@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from serve.schema import EXAMPLE_REQUEST
+from serve.api_models import EXAMPLE_REQUEST
 from tests.conftest import ROOT, Store, free_port, small_params, stop_process, wait_for_http
 
 pytestmark = pytest.mark.integration
@@ -407,6 +407,7 @@ def test_cmd_is_make_serves_command_line() -> None:
     assert make_argv[1:] == cmd[1:] == [
         "--factory", "serve.app:main", "--host", "0.0.0.0", "--port", "8000",
         "--timeout-keep-alive", "75",  # > any client's or load balancer's idle timeout
+        "--http", "serve.protocol:LimitedHttpToolsProtocol",  # request-head size and time limits
     ]  # fmt: skip
 
 

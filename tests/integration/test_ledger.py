@@ -13,6 +13,7 @@ import rollback
 from churn import ledger
 from churn.__main__ import main as churn_main
 from tests.conftest import Store
+from tests.integration.test_registry_scripts import versions_load  # noqa: F401  (autouse)
 
 pytestmark = pytest.mark.integration
 
@@ -91,15 +92,19 @@ def test_history_survives_across_processes(store: Store) -> None:
     from tests.conftest import ROOT
 
     store.add_version(("challenger",), auc=0.8)
-    for cmd in (["promote.py"], ["-m", "churn", "history"]):
-        proc = subprocess.run(
-            [sys.executable, *cmd], cwd=ROOT, capture_output=True, text=True, timeout=120
-        )
-        assert proc.returncode == 0, proc.stderr
+    assert promote.main([]) == 0  # in this process: its version has no model files to load
+    proc = subprocess.run(
+        [sys.executable, "-m", "churn", "history"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[1].split()[2:4] == ["cold-start", "promoted"]
 
 
-def test_ledger_failure_after_a_move_is_exit_3_not_silence(
+def test_a_ledger_that_cannot_record_stops_the_move_before_any_alias_moves(
     store: Store, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store.add_version(("challenger",), auc=0.8)
@@ -108,17 +113,22 @@ def test_ledger_failure_after_a_move_is_exit_3_not_silence(
     client.delete_experiment(client.create_experiment(ledger.LEDGER_EXPERIMENT))
     assert promote.main([]) == 3
     out, err = capsys.readouterr()
-    assert out.splitlines()[-1] == "PROMOTED: @champion -> v1 (cold start)"
-    assert err.startswith(
-        "promote.py: error: @champion moved to v1, "
-        "but the ledger (churn-ledger) could not record it"
+    assert "PROMOTED" not in out
+    assert err.startswith("promote.py: error: promote (@champion -> v1) failed (")
+    assert err.rstrip().endswith(
+        "re-read: promote (@champion -> v1) had not reached @champion: undone "
+        "(@champion=unset, @challenger=v1): run again"
     )
-    assert store.aliases() == {"champion": 1}  # the move itself stands
+    assert store.aliases() == {"challenger": 1}  # no move without its record
+    assert "churn.lock" not in [m.name for m in client.search_registered_models()]
 
 
 def test_bad_history_arguments_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     for args, message in (
-        (["--at", "yesterday"], "'yesterday' is not an ISO time like 2026-11-20T14:00"),
+        (
+            ["--at", "yesterday"],
+            "'yesterday' is not an ISO time like 2026-11-20 or 2026-11-20T14:00",
+        ),
         (["--limit", "0"], "must be a whole number >= 1, got '0'"),
     ):
         with pytest.raises(SystemExit) as exc:

@@ -18,6 +18,13 @@ from tests.conftest import Store
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(autouse=True)
+def versions_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`Store.add_version` registers no model files; what promote.py and rollback.py do with a
+    version that does not load is tested on real damaged artifacts (tests/reliability)."""
+    monkeypatch.setattr("churn.loading.load_verified", lambda *args: None)
+
+
 def run(
     capsys: pytest.CaptureFixture[str], main: Callable[[list[str]], int], *args: str
 ) -> tuple[int, list[str], str]:
@@ -127,8 +134,8 @@ def test_champion_and_challenger_on_one_version_is_exit_3(
     code, _, err = run(capsys, promote.main)
     assert code == 3
     assert err == (
-        "promote.py: error: @champion and @challenger both point at v1: "
-        "delete @challenger or point it at a new version\n"
+        "promote.py: error: @champion and @challenger both point at v1: retire the challenger "
+        'with churn retire --reason "why", or train a new one\n'
     )
 
 

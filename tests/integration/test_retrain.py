@@ -105,6 +105,17 @@ def test_better_challenger_on_new_month_is_promoted_equal_and_worse_are_refused(
         "(1000 bootstrap resamples, 800 holdout rows)",
         f"GATE FAILED: needs >= {v2.metrics['auc'] + 0.002:.4f}. No change.",
     ]
+    # The tie with --epsilon 0 ("at least as good"): the identical retrain takes over.
+    assert promote.main(["--data", str(october), "--epsilon", "0"]) == 0
+    out, _ = lines(capsys)
+    assert out[2:] == [
+        "paired diff auc=+0.0000  95% CI [+0.0000, +0.0000] "
+        "(1000 bootstrap resamples, 800 holdout rows)",
+        "PROMOTED: @champion -> v3",
+    ]
+    assert store.aliases() == {"champion": 3, "prev-champion": 2}
+    tie = ledger.history(client, limit=1)[0]
+    assert (tie.decision, tie.epsilon, tie.ci_low, tie.ci_high) == ("promoted", 0.0, 0.0, 0.0)
 
     # A worse one (over-regularised): refused, the interval below 0.
     train(params(LATER, C=0.0005), client, store.uri, data_path=october, reports_dir=None)
@@ -113,8 +124,13 @@ def test_better_challenger_on_new_month_is_promoted_equal_and_worse_are_refused(
     diff, low, high = (float(x) for x in PAIRED.fullmatch(out[2]).groups())  # type: ignore[union-attr]
     assert diff < 0 and low < 0
     assert out[3].startswith("GATE FAILED: needs >= ")
-    assert store.aliases() == {"champion": 2, "prev-champion": 1, "challenger": 4}
-    assert [r.decision for r in ledger.history(client)] == ["kept", "kept", "promoted", "promoted"]
+    assert store.aliases() == {"champion": 3, "prev-champion": 2, "challenger": 4}
+    # Every alias move is on the record, train.py's @challenger included (newest first).
+    assert [(r.action, r.decision, r.to_version) for r in ledger.history(client)] == [
+        ("promote", "kept", 3), ("train", "set", 4), ("promote", "promoted", 3),
+        ("promote", "kept", 2), ("train", "set", 3), ("promote", "promoted", 2),
+        ("train", "set", 2), ("cold-start", "promoted", 1), ("train", "set", 1),
+    ]  # fmt: skip
 
 
 def test_without_the_challengers_data_it_falls_back_or_refuses(

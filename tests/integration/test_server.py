@@ -26,7 +26,7 @@ def test_train_promote_rollback_lineage_over_http(
     from mlflow import MlflowClient
 
     from churn import tracking
-    from churn.registry import aliases
+    from churn.registry_reads import aliases
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     client = tracking.connect(mlflow_server)
@@ -71,10 +71,12 @@ def test_train_promote_rollback_lineage_over_http(
     # The promotion ledger lives on the server too, newest first.
     assert churn_main(["history"]) == 0
     rows = [line.split()[2:4] for line in capsys.readouterr().out.splitlines()[1:]]
-    expected = [["cold-start", "promoted"]]
+    # Every alias move is on the record: train's @challenger and register's @audit too.
+    expected = [["train", "set"], ["cold-start", "promoted"], ["train", "set"]]
     expected.insert(0, ["promote", "promoted"] if code == 0 else ["promote", "kept"])
     if code == 0:
         expected.insert(0, ["rollback", "rolled-back"])
+    expected.insert(0, ["register", "set"])
     assert rows == expected
 
 

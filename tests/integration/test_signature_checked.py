@@ -7,7 +7,6 @@ the scores are the pyfunc's, bit for bit. Any other model keeps the full `predic
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,9 @@ from churn import data
 from churn.loading import load_version
 from churn.settings import MODEL_NAME
 from churn.training import train
-from serve import schema as api
-from serve.holder import SignatureChecked, frame, signature_checked
+from serve import validation
+from serve.holder import SignatureChecked, signature_checked
+from serve.rows import frame
 from tests.conftest import Store, small_params
 
 pytestmark = pytest.mark.integration
@@ -34,7 +34,7 @@ def frames(small_data: Path) -> list[pd.DataFrame]:
     rows[3]["TotalCharges"] = None  # a new customer
     out = []
     for size in (1, 7, 1_000):
-        batch = api.decode_batch(orjson.dumps({"instances": rows[:size]}), 1_000)
+        batch = validation.decode_batch(orjson.dumps({"instances": rows[:size]}), 1_000)
         assert batch is not None
         out += [batch.frame(), frame(list(batch))]
     return out
@@ -46,7 +46,7 @@ def test_skipped_only_where_it_changes_nothing(
 ) -> None:
     from mlflow.models.utils import _enforce_schema
 
-    params = dataclasses.replace(small_params(), model_type=kind, model_params={})
+    params = small_params().model_copy(update={"model_type": kind, "model_params": {}})
     result = train(params, store.client, store.uri, data_path=small_data, reports_dir=None)
     model = load_version(MODEL_NAME, result.version)
     checked = signature_checked(model)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from serve.schema import EXAMPLE_REQUEST
+from serve.api_models import EXAMPLE_REQUEST
 from tests.conftest import ROOT, free_port, stop_process, wait_for_http
 from tests.serve_helpers import serve_command
 
@@ -53,7 +53,9 @@ def postgres() -> Iterator[str]:
     bindir = pg_bin()
     if bindir is None:
         if os.environ.get("CI"):
-            pytest.fail("PostgreSQL binaries (initdb, pg_ctl) are missing: .ci/run installs them")
+            pytest.fail(
+                "PostgreSQL binaries (initdb, pg_ctl) are missing: make system-deps installs them"
+            )
         pytest.skip(
             "PostgreSQL binaries (initdb, pg_ctl) are not installed (apt-get install postgresql)"
         )

@@ -88,21 +88,51 @@ def test_pipeline_triggers_inputs_and_serialisation() -> None:
     assert set(inputs) == {"epsilon", "dry_run", "snapshot"}
     assert inputs["dry_run"]["type"] == "boolean"
     assert doc["concurrency"] == {"group": "pipeline-registry", "cancel-in-progress": False}
-    job = doc["jobs"]["retrain"]
-    assert run_targets(doc, "retrain") == [
-        "setup", "data", "drift-ci", "retrain", "train", "promote-ci",
+    job = doc["jobs"]["decide"]
+    assert run_targets(doc, "decide") == [
+        "setup", "data", "drift-ci", "retrain", "train", "decide-ci",
     ]  # fmt: skip
     # Retraining on drift: only when the drift step says so, on the month it checked.
     retrain = next(step for step in job["steps"] if step.get("run") == "make retrain")
     assert retrain["if"] == "${{ steps.drift.outputs.drift == 'true' }}"
     assert retrain["env"] == {"SNAPSHOT": "${{ steps.drift.outputs.snapshot }}"}
     assert next(s for s in job["steps"] if s.get("run") == "make drift-ci")["id"] == "drift"
+    assert next(s for s in job["steps"] if s.get("run") == "make decide-ci")["id"] == "decide"
     env = job["env"]
     assert env["MLFLOW_TRACKING_URI"] == "${{ secrets.MLFLOW_TRACKING_URI }}"
     assert env["GATE_EPSILON"] == "${{ inputs.epsilon }}"
     assert env["DRY_RUN"] == "${{ inputs.dry_run }}"
     assert env["SNAPSHOT"] == "${{ inputs.snapshot }}"
-    upload = job["steps"][-1]
+    # The decide job hands the promote job what the gate scores on (and a fork's local store).
+    handover = job["steps"][-1]
+    assert handover["uses"].startswith("actions/upload-artifact@")
+    handed = set(handover["with"]["path"].split())
+    assert {"data/customers.parquet", "params.yaml", "dvc.lock", "mlflow.db"} <= handed
+
+
+def test_promotion_waits_for_the_production_environment() -> None:
+    """Deciding and promoting are separate jobs: the alias moves only in the job bound to the
+    `production` environment (whose required reviewers approve it), only on a decision to
+    promote, never on a dry run, and with the versions the decision saw."""
+    doc = load("pipeline.yml")
+    decide, promote = doc["jobs"]["decide"], doc["jobs"]["promote"]
+    assert "environment" not in decide
+    assert promote["environment"] == "production"
+    assert promote["needs"] == "decide"
+    assert promote["if"] == ("${{ needs.decide.outputs.decision == 'promote' && !inputs.dry_run }}")
+    assert decide["outputs"] == {
+        key: f"${{{{ steps.decide.outputs.{key} }}}}"
+        for key in ("decision", "champion", "challenger")
+    }
+    assert run_targets(doc, "promote") == ["setup", "promote-ci"]
+    env = promote["env"]
+    assert env["DECIDED_CHAMPION"] == "${{ needs.decide.outputs.champion }}"
+    assert env["DECIDED_CHALLENGER"] == "${{ needs.decide.outputs.challenger }}"
+    assert env["GATE_EPSILON"] == "${{ inputs.epsilon }}"
+    assert "DRY_RUN" not in env
+    download = next(s for s in promote["steps"] if "download-artifact" in s.get("uses", ""))
+    assert download["with"]["name"] == decide["steps"][-1]["with"]["name"]
+    upload = promote["steps"][-1]
     assert upload["uses"].startswith("actions/upload-artifact@")
     assert "env.MLFLOW_TRACKING_URI == ''" in upload["if"] and "always()" in upload["if"]
     assert {"mlflow.db", "mlartifacts/"} <= set(upload["with"]["path"].split())

@@ -37,8 +37,9 @@ BACKOFF_MAX_S = 4.0
 REQUEST_TIMEOUT_S = 3.0
 
 # Destructive or long tests last, whatever their file names.
-_ORDER = ("test_fuzz", "test_limits", "test_keepalive", "test_artifacts", "test_racing",
-          "test_bad_data", "test_soak", "test_outage")  # fmt: skip
+_ORDER = ("test_fuzz", "test_limits", "test_below_app", "test_keepalive", "test_artifacts",
+          "test_racing", "test_crash_safety", "test_bad_data", "test_faults", "test_secrets",
+          "test_soak", "test_outage")  # fmt: skip
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -244,7 +245,7 @@ class Stack:
 
     def set_aliases(self, **aliases: int) -> None:
         """Exactly these aliases (prev_champion= for @prev-champion), every other one removed."""
-        from churn.registry import aliases as read_aliases
+        from churn.registry_reads import aliases as read_aliases
 
         client = self.client()
         wanted = {a.replace("_", "-"): v for a, v in aliases.items()}
@@ -356,7 +357,7 @@ def _damaged_versions(
 
 
 @contextlib.contextmanager
-def _service(server_uri: str, work: Path) -> Iterator[Service]:
+def _service(server_uri: str, work: Path, **extra_env: str) -> Iterator[Service]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CHURN_", "MLFLOW_"))}
     env.update(
@@ -371,6 +372,7 @@ def _service(server_uri: str, work: Path) -> Iterator[Service]:
         CHURN_MAX_BATCH_SIZE=str(MAX_BATCH_SIZE),
         CHURN_LOG_LEVEL="WARNING",
     )
+    env.update(extra_env)
     log = work / f"serve-{port}.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -405,7 +407,7 @@ def build_stack(work: Path) -> Iterator[Stack]:
         import mlflow
 
         from churn import data, tracking
-        from churn.registry import aliases as read_aliases
+        from churn.registry_reads import aliases as read_aliases
         from churn.training import train
 
         path = work / "customers.parquet"

@@ -41,9 +41,12 @@ def rejections_are_json_naming_the_problem(
     if not content_type.startswith("application/json"):
         raise AssertionError(f"{status} answered as {content_type!r}, not JSON: {text[:200]}")
     body = json.loads(text)
-    detail = body.get("detail") if isinstance(body, dict) else None
+    # /invocations answers in MLflow's error shape ({"error_code", "message"}), every other route
+    # in ours ({"detail", ...}): either way one string must name the problem.
+    key = "message" if "error_code" in (body if isinstance(body, dict) else {}) else "detail"
+    detail = body.get(key) if isinstance(body, dict) else None
     if not isinstance(detail, str) or not detail.strip():
-        raise AssertionError(f"{status} without a 'detail' naming the problem: {text[:200]}")
+        raise AssertionError(f"{status} without a '{key}' naming the problem: {text[:200]}")
     if (leak := leaks(text)) is not None:
         raise AssertionError(f"{status} body shows internals ({leak!r}): {text[:300]}")
     return True

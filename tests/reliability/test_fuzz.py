@@ -9,8 +9,8 @@ Two generators, both against the uvicorn process `make serve` starts:
   Infinity tokens, numbers past float64, deep nesting, invalid UTF-8, lone surrogates, control
   characters, wrong content types and encodings, and bodies over the size limit.
 
-Protection proved: request parsing and validation in serve/schema.py, the body limit in
-serve/app.py, the 415 / error-body / timeout layer in serve/limits.py. Without serve/limits.py
+Protection proved: request parsing and validation in serve/validation.py, the body limit in
+serve/limits.py, the 415 / timeout layer there and the error bodies in serve/errors.py. Without them
 the 404/405 bodies do not name the problem and a text/plain or gzip body is parsed as JSON;
 without the schema's checks a wrong value reaches the model and answers 500.
 """
@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 import pytest
 
-from serve.schema import EXAMPLE_ROWS
+from serve.api_models import EXAMPLE_ROWS
 from tests.conftest import ROOT
 from tests.reliability.conftest import ADMIN_TOKEN, MAX_BATCH_SIZE, MAX_BODY_BYTES, Stack
 from tests.reliability.fuzz_checks import leaks
@@ -44,6 +44,12 @@ SCHEMATHESIS_EXAMPLES = 200
 SCHEMATHESIS_TIMEOUT = 300  # a hang, not a slow machine
 MUTATION_REQUESTS = 3_000
 MUTATION_SECONDS = 10  # whichever comes first
+# MLflow's own /ping and /version answer "\n" and "3.17.2" labelled application/json; ours answer
+# byte for byte alike so its clients switch unchanged (tests/e2e/test_invocations_conformance.py)
+# schemathesis rightly calls that bad JSON. /invocations takes what MLflow takes (four forms, CSV,
+# columns it ignores), more than one JSON schema says, so schemathesis' acceptance checks cannot
+# judge it; its bad inputs are covered by test_invocations_conformance.py and test_invocations.py.
+EXCLUDED_PATHS = ("/ping", "/version", "/invocations")
 # Growth allowed while thousands of requests pass (allocator warm-up, metric series).
 RSS_GROWTH_MB = 40
 
@@ -58,6 +64,7 @@ def test_schemathesis_finds_no_5xx_and_every_rejection_names_the_problem(
     cmd = [
         str(Path(sys.executable).parent / "st"), "run", f"{service.url}/openapi.json",
         "--checks", "all",
+        *(arg for path in EXCLUDED_PATHS for arg in ("--exclude-path", path)),
         "--mode", "all",  # valid and invalid data
         "--max-examples", str(SCHEMATHESIS_EXAMPLES),
         "--workers", "2",
@@ -85,7 +92,9 @@ def test_schemathesis_finds_no_5xx_and_every_rejection_names_the_problem(
         f"statuses {dict(sorted(statuses.items()))}, seed {report['seed']}"
     )
     assert run.returncode == 0 and report["failures"] == [] and report["errors"] == [], output
-    assert report["operations"]["tested"] == report["operations"]["total"], output
+    operations = report["operations"]
+    assert operations["tested"] == operations["selected"], output  # none skipped or errored
+    assert operations["selected"] == operations["total"] - len(EXCLUDED_PATHS), output
     assert not any(s >= 500 for s in statuses), statuses
     assert total >= 500, statuses  # a run that barely ran proves nothing
     assert statuses.get(200, 0) > 0 and statuses.get(422, 0) > 0, statuses

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from serve.schema import EXAMPLE_ROWS
+from serve.api_models import EXAMPLE_ROWS
 from tests.reliability.conftest import Stack
 from tests.serve_helpers import wait_until
 

@@ -1,13 +1,13 @@
 """Limits, enforced by the real service before it spends memory or time on a request.
 
 Each test names the protection it proves; removing it makes the test fail:
-- body limit checked against Content-Length before reading (serve/app.py `read_body`): a
+- body limit checked against Content-Length before reading (serve/limits.py `read_body`): a
   declared 100 MB body is refused at once, not after the client sent it;
 - body limit while streaming (no Content-Length): reading stops at the limit;
 - batch size (CHURN_MAX_BATCH_SIZE): 422 naming `instances`, before any row is scored;
 - request deadline (serve/limits.py RequestTimeoutMiddleware): a client that stalls mid-body
   gets 408 and frees its worker; a request the model cannot answer in time gets 503;
-- error bodies (serve/limits.py handlers): 404/405/500 are JSON naming the problem, with no
+- error bodies (serve/errors.py handlers): 404/405/500 are JSON naming the problem, with no
   stack trace or path;
 - the admin token is compared in constant time (serve/security.py `check_bearer`).
 """
@@ -29,10 +29,10 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from serve.api_models import EXAMPLE_ROWS
 from serve.app import create_app
-from serve.schema import EXAMPLE_ROWS
+from serve.config import ServeSettings
 from serve.security import AuthError, check_bearer
-from serve.settings import ServeSettings
 from tests.reliability.conftest import MAX_BATCH_SIZE, MAX_BODY_BYTES, REQUEST_TIMEOUT_S, Stack
 from tests.reliability.fuzz_checks import leaks
 from tests.serve_helpers import FakeRegistry, wait_until
@@ -245,7 +245,7 @@ def test_the_admin_token_is_compared_in_constant_time(monkeypatch: pytest.Monkey
 def test_not_ready_answers_name_the_problem_without_paths(
     store: str, tmp_path: Path, template_db: Path
 ) -> None:
-    """Protection proved: serve/registry.py and serve/reloader.py pass store URIs and error
+    """Protection proved: serve/model_source.py and serve/reloader.py pass store URIs and error
     messages through churn.tracking.hide_paths. Without it /ready's 503 (and /model, and
     /predict's 503) show sqlite:////<tmp_path>/srv/private-store/mlflow.db."""
     import mlflow

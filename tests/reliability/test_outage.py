@@ -27,7 +27,7 @@ import register
 import rollback
 import train
 from churn.registry import LOCK_NAME
-from serve.schema import EXAMPLE_ROWS
+from serve.api_models import EXAMPLE_ROWS
 from tests.reliability.conftest import BACKOFF_MAX_S, POLL_S, Stack
 from tests.serve_helpers import LoadResult, load_loop, wait_until
 
@@ -39,7 +39,7 @@ SCRIPTS = ("promote.py", "rollback.py", "register.py", "train.py")
 
 def registry_snapshot(stack: Stack) -> dict[str, Any]:
     """Everything a script could have written: aliases, versions, runs, models."""
-    from churn.registry import aliases
+    from churn.registry_reads import aliases
 
     client = stack.client()
     experiments = [e.experiment_id for e in client.search_experiments()]

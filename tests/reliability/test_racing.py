@@ -29,6 +29,7 @@ import rollback
 from churn import ledger, registry
 from churn.registry import LOCK_NAME
 from tests.conftest import Store
+from tests.integration.test_registry_scripts import versions_load  # noqa: F401  (autouse)
 from tests.reliability.conftest import Stack
 
 pytestmark = pytest.mark.integration
@@ -380,6 +381,7 @@ def test_register_with_an_alias_waits_for_no_one_and_changes_nothing_while_locke
     run_id = client.get_model_version("churn", str(good[2])).run_id
     versions = len(client.search_model_versions("name = 'churn'"))
     argv = ["--tracking-uri", stack.uri, "--run-id", run_id, "--alias", "champion"]
+    argv += ["--force", "--reason", "the race test"]
     capsys.readouterr()
     with registry.registry_lock(client, "rollback"):
         code = register.main(argv)
@@ -397,7 +399,7 @@ def test_register_with_an_alias_waits_for_no_one_and_changes_nothing_while_locke
     assert out.splitlines()[-2:] == [f"@prev-champion -> v{good[1]}", f"@champion -> v{new}"]
     assert stack_aliases(stack) == {"prev-champion": good[1], "champion": int(new)}
     tags = client.get_model_version("churn", new).tags
-    assert tags["promoted_over"] == f"v{good[1]} (register.py, no gate)"
+    assert tags["promoted_over"] == f"v{good[1]} (register.py --force, no gate)"
     assert LOCK_NAME not in [m.name for m in client.search_registered_models()]
     stack.serve(good[0])
 
@@ -417,7 +419,10 @@ def test_register_alias_champion_racing_a_promotion_and_a_rollback_ends_legitima
     run_id = client.get_model_version("churn", str(challenger)).run_id
     uri = ["--tracking-uri", stack.uri]
     commands = [
-        ("register", [*uri, "--run-id", run_id, "--alias", "champion"]),
+        (
+            "register",
+            [*uri, "--run-id", run_id, "--alias", "champion", "--force", "--reason", "race"],
+        ),
         ("promote", [*uri, "--no-reevaluate", "--epsilon", "0"]),
         ("rollback", uri),
     ]

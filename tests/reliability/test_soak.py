@@ -21,7 +21,7 @@ import pytest
 
 import promote
 import rollback
-from serve.schema import EXAMPLE_ROWS
+from serve.api_models import EXAMPLE_ROWS
 from tests.reliability.conftest import Stack
 from tests.serve_helpers import wait_until
 

@@ -12,15 +12,15 @@ import orjson
 import pandas as pd
 import pytest
 
-from serve import schema as api
+from serve import api_models, validation
 from serve.batching import MicroBatcher
 from serve.holder import ModelHolder, NotReadyError, Scored
 from tests.serve_helpers import FakeRegistry
 
 
 def rows(*tenures: int) -> list[Any]:
-    body = {"instances": [{**api.EXAMPLE_ROWS[0], "tenure": t} for t in tenures]}
-    return api.parse(orjson.dumps(body), 1000)[0]
+    body = {"instances": [{**api_models.EXAMPLE_ROWS[0], "tenure": t} for t in tenures]}
+    return validation.parse(orjson.dumps(body), 1000)[0]
 
 
 class Gate:
@@ -248,10 +248,10 @@ def test_a_lone_request_hears_the_parse_error_and_a_missing_model() -> None:
     batcher = MicroBatcher(ModelHolder(), max_rows=1000, max_wait_s=0.002)
 
     def bad() -> Any:
-        raise api.RequestError((("instances[0].tenure", "must be an integer"),))
+        raise validation.RequestError((("instances[0].tenure", "must be an integer"),))
 
     async def body() -> None:
-        with pytest.raises(api.RequestError):
+        with pytest.raises(validation.RequestError):
             await batcher.score_alone(bad, lambda r, s: b"")
         with pytest.raises(NotReadyError):  # parsed, then no model to score with
             await batcher.score_alone(lambda: rows(1), lambda r, s: b"")

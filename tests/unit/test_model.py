@@ -155,8 +155,8 @@ def test_the_cache_is_not_serialised_and_rebuilt_after_loading(
         "RandomForestClassifier": "random_forest",
         "HistGradientBoostingClassifier": "hist_gradient_boosting",
     }[kind]
-    assert set(sio.get_untrusted_types(data=blob)) <= set(model.TRUSTED_TYPES[model_type])
-    loaded = sio.loads(blob, trusted=model.TRUSTED_TYPES[model_type])
+    assert set(sio.get_untrusted_types(data=blob)) <= set(model.trusted_types(model_type))
+    loaded = sio.loads(blob, trusted=model.trusted_types(model_type))
     assert "_encoding" not in loaded.__dict__
     np.testing.assert_array_equal(loaded.predict(X), fitted.predict(X))
     assert fast_matrix(loaded, X) is not None

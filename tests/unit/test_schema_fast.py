@@ -1,10 +1,10 @@
 """The batch fast paths of request validation agree with pydantic on generated bodies.
 
-`serve.schema.decode_batch` (msgspec, from the bytes) and `serve.schema.fast_rows` (column checks
-on the parsed JSON) either accept a batch, with exactly the values pydantic would store, or
-decline and pydantic decides (so 422 messages are pydantic's). Property: whenever a fast path
-accepts, pydantic accepts too and yields the same values; plainly valid batches (what clients
-send) are always accepted by both.
+`serve.validation.decode_batch` (msgspec, from the bytes) and `serve.validation.fast_rows`
+(column checks on the parsed JSON) either accept a batch, with exactly the values pydantic
+would store, or decline and pydantic decides (so 422 messages are pydantic's). Property:
+whenever a fast path accepts, pydantic accepts too and yields the same values; plainly valid
+batches (what clients send) are always accepted by both.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pydantic import ValidationError
 
 from churn import schema
 from churn.schema import Kind
-from serve import schema as api
-from serve.holder import frame
+from serve import api_models, validation
+from serve.rows import REQUEST_COLUMNS, Batch, customer_ids, frame
 
 ODD: list[Any] = [None, True, False, "", " ", "Yes", "1", 1, 0, -1, 1.5, 8.0, [], {}, 2**60]
 
@@ -46,7 +46,7 @@ def any_value(column: schema.Column) -> st.SearchStrategy[Any]:
 
 @st.composite
 def valid_row(draw: st.DrawFn) -> dict[str, Any]:
-    row = {c.name: draw(valid_value(c)) for c in api.REQUEST_COLUMNS}
+    row = {c.name: draw(valid_value(c)) for c in REQUEST_COLUMNS}
     if draw(st.booleans()):
         del row[schema.ID_COLUMN]  # optional
     return row
@@ -55,7 +55,7 @@ def valid_row(draw: st.DrawFn) -> dict[str, Any]:
 @st.composite
 def any_row(draw: st.DrawFn) -> Any:
     row: dict[str, Any] = {}
-    for c in api.REQUEST_COLUMNS:
+    for c in REQUEST_COLUMNS:
         choice = draw(st.integers(0, 9))
         if choice == 0:
             continue  # missing
@@ -69,13 +69,13 @@ def any_row(draw: st.DrawFn) -> Any:
 
 def pydantic_rows(instances: list[Any]) -> list[Any] | None:
     try:
-        return api._ROWS.validate_python(instances)
+        return validation._ROWS.validate_python(instances)
     except ValidationError:
         return None
 
 
 def values(row: Any) -> dict[str, tuple[type, Any]]:
-    return {c.name: (type(v := getattr(row, c.name)), v) for c in api.REQUEST_COLUMNS}
+    return {c.name: (type(v := getattr(row, c.name)), v) for c in REQUEST_COLUMNS}
 
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -84,7 +84,7 @@ FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 @FAST
 @given(st.lists(any_row(), min_size=1, max_size=6))
 def test_the_fast_path_accepts_only_what_pydantic_accepts(instances: list[Any]) -> None:
-    fast = api.fast_rows(instances)
+    fast = validation.fast_rows(instances)
     slow = pydantic_rows(instances)
     if fast is None:
         return
@@ -95,7 +95,7 @@ def test_the_fast_path_accepts_only_what_pydantic_accepts(instances: list[Any]) 
 @FAST
 @given(st.lists(any_row(), min_size=0, max_size=6))
 def test_the_decoder_accepts_only_what_pydantic_accepts(instances: list[Any]) -> None:
-    fast = api.decode_batch(orjson.dumps({"instances": instances}), 5)
+    fast = validation.decode_batch(orjson.dumps({"instances": instances}), 5)
     if fast is None:
         return
     assert 1 <= len(instances) <= 5
@@ -109,22 +109,22 @@ def test_the_decoder_accepts_only_what_pydantic_accepts(instances: list[Any]) ->
 def test_plainly_valid_batches_take_the_fast_path(instances: list[dict[str, Any]]) -> None:
     raw = orjson.dumps({"instances": instances})
     body = orjson.loads(raw)["instances"]  # as clients send
-    fast = api.fast_rows(body)
+    fast = validation.fast_rows(body)
     slow = pydantic_rows(body)
     assert slow is not None
     assert fast is not None
     assert [values(r) for r in fast] == [values(r) for r in slow]
-    decoded = api.decode_batch(raw, 20)
+    decoded = validation.decode_batch(raw, 20)
     assert decoded is not None
     assert [values(r) for r in decoded] == [values(r) for r in slow]
     pd.testing.assert_frame_equal(decoded.frame(), fast.frame())
     # The frame built from the columns is the one the rows would give.
     pd.testing.assert_frame_equal(fast.frame(), frame(slow))
     pd.testing.assert_frame_equal(fast.frame(), frame(list(fast)))
-    assert list(api.customer_ids(fast)) == [r.customerID for r in slow]
+    assert list(customer_ids(fast)) == [r.customerID for r in slow]
     mask = [i % 3 == 0 for i in range(len(fast))]
     assert list(fast.take(mask)) == [r for r, keep in zip(fast, mask, strict=True) if keep]
-    halves = api.Batch.concat([fast, fast])
+    halves = Batch.concat([fast, fast])
     pd.testing.assert_frame_equal(
         halves.frame(), pd.concat([frame(slow), frame(slow)], ignore_index=True)
     )
@@ -137,8 +137,8 @@ def test_parse_answers_as_pydantic_does(instances: list[Any]) -> None:
     body = orjson.dumps({"instances": instances})
     slow = pydantic_rows(instances)
     try:
-        rows, batch = api.parse(body, 100)
-    except api.RequestError as exc:
+        rows, batch = validation.parse(body, 100)
+    except validation.RequestError as exc:
         assert slow is None
         assert exc.errors  # worded from pydantic's errors, as before
         return
@@ -148,7 +148,7 @@ def test_parse_answers_as_pydantic_does(instances: list[Any]) -> None:
 
 
 def test_edge_values() -> None:
-    base = dict(api.EXAMPLE_ROWS[0])
+    base = dict(api_models.EXAMPLE_ROWS[0])
     # (field, value, fast_rows takes it, decode_batch takes it)
     cases: list[tuple[str, Any, bool, bool]] = [
         ("tenure", 8.0, False, False),  # pydantic converts: its job
@@ -176,38 +176,40 @@ def test_edge_values() -> None:
         row = {**base, name: value}
         slow = pydantic_rows([row])
         for taken, got in (
-            (fast, api.fast_rows([row])),
-            (decoded, api.decode_batch(orjson.dumps({"instances": [row]}), 1)),
+            (fast, validation.fast_rows([row])),
+            (decoded, validation.decode_batch(orjson.dumps({"instances": [row]}), 1)),
         ):
             assert (got is not None) is taken, (name, value)
             if got is not None:
                 assert slow is not None
                 assert values(got[0]) == values(slow[0])
     missing = {k: v for k, v in base.items() if k != "tenure"}
-    assert api.decode_batch(orjson.dumps({"instances": [missing]}), 1) is None
+    assert validation.decode_batch(orjson.dumps({"instances": [missing]}), 1) is None
     no_id = {k: v for k, v in base.items() if k != schema.ID_COLUMN}
-    assert list(api.customer_ids(api.decode_batch(orjson.dumps({"instances": [no_id]}), 1))) == [
+    assert list(customer_ids(validation.decode_batch(orjson.dumps({"instances": [no_id]}), 1))) == [
         None
     ]
     two = orjson.dumps({"instances": [base, base]})
-    assert api.decode_batch(two, 1) is None and api.decode_batch(two, 2) is not None
-    got = api.fast_rows([{**base, "MonthlyCharges": 5}])
+    assert validation.decode_batch(two, 1) is None and validation.decode_batch(two, 2) is not None
+    got = validation.fast_rows([{**base, "MonthlyCharges": 5}])
     assert got is not None and type(got[0].MonthlyCharges) is float
-    assert api.fast_rows([]) is None
-    assert np.isnan(frame(api.fast_rows([{**base, "TotalCharges": None}]) or [])["TotalCharges"][0])
+    assert validation.fast_rows([]) is None
+    assert np.isnan(
+        frame(validation.fast_rows([{**base, "TotalCharges": None}]) or [])["TotalCharges"][0]
+    )
 
 
 def test_rows_decode_to_the_checked_columns_in_any_key_order() -> None:
     """The decoder's struct has the fields in schema order (customerID first) and transposes its
     rows by zip: the columns are `FEATURE_NAMES` in order, the IDs apart, as `fast_rows` gives
     them, whatever order a client sends the keys in."""
-    rows = [{**api.EXAMPLE_ROWS[i % 2], "tenure": i % 70} for i in range(37)]
+    rows = [{**api_models.EXAMPLE_ROWS[i % 2], "tenure": i % 70} for i in range(37)]
     rows[3] = {**rows[3], "TotalCharges": None}
     del rows[5]["customerID"]
     rows[6] = dict(reversed(list(rows[6].items())))  # keys in the opposite order
-    batch = api.decode_batch(orjson.dumps({"instances": rows}), 100)
+    batch = validation.decode_batch(orjson.dumps({"instances": rows}), 100)
     assert batch is not None and len(batch) == len(rows)
-    expected = api.fast_rows(rows)
+    expected = validation.fast_rows(rows)
     assert expected is not None
     assert batch.columns == expected.columns
     assert batch.ids == expected.ids
@@ -218,7 +220,7 @@ def test_rows_decode_to_the_checked_columns_in_any_key_order() -> None:
 def test_the_decoder_on_raw_json() -> None:
     """Bodies only raw text can spell: the decoder takes them exactly when, and as, orjson +
     pydantic do (duplicate keys: the last wins; escapes; number spellings; bad unicode)."""
-    row = orjson.dumps(api.EXAMPLE_ROWS[0]).decode()[1:-1]  # the fields, without braces
+    row = orjson.dumps(api_models.EXAMPLE_ROWS[0]).decode()[1:-1]  # the fields, without braces
     cases: list[tuple[str, bool]] = [
         ('{"instances": [{ROW}]}', True),
         ('  {\n"instances" : [ {ROW} ] }\n', True),
@@ -240,23 +242,25 @@ def test_the_decoder_on_raw_json() -> None:
     ]
     for text, accepted in cases:
         raw = text.replace("ROW", row).encode()
-        got = api.decode_batch(raw, 10)
+        got = validation.decode_batch(raw, 10)
         assert (got is not None) is accepted, text
         if got is None:
             continue
         slow = pydantic_rows(orjson.loads(raw)["instances"])
         assert slow is not None
         assert [values(r) for r in got] == [values(r) for r in slow]
-        rows, batch = api.parse(raw, 10)
+        rows, batch = validation.parse(raw, 10)
         assert batch and rows is not got and rows == got
     bom = b"\xef\xbb\xbf" + cases[0][0].replace("ROW", row).encode()
-    assert api.decode_batch(bom, 10) is None
-    assert api.decode_batch(b'{"instances": [{"customerID": "\xff"}]}', 10) is None
+    assert validation.decode_batch(bom, 10) is None
+    assert validation.decode_batch(b'{"instances": [{"customerID": "\xff"}]}', 10) is None
 
 
 def test_the_frame_without_pandas_private_constructor(monkeypatch: Any) -> None:
-    rows = [dict(r) for r in api.EXAMPLE_ROWS] + [{**api.EXAMPLE_ROWS[0], "TotalCharges": None}]
-    batch = api.fast_rows(rows)
+    rows = [dict(r) for r in api_models.EXAMPLE_ROWS] + [
+        {**api_models.EXAMPLE_ROWS[0], "TotalCharges": None}
+    ]
+    batch = validation.fast_rows(rows)
     assert batch is not None
     fast = batch.frame()
 

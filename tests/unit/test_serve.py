@@ -16,12 +16,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from churn import schema
-from serve import schema as api
+from serve import api_models
+from serve.api_models import EXAMPLE_REQUEST, EXAMPLE_ROWS
 from serve.app import create_app, main
+from serve.config import ServeSettings
 from serve.example import curl
-from serve.schema import EXAMPLE_REQUEST, EXAMPLE_ROWS
-from serve.security import sign
-from serve.settings import ServeSettings
+from serve.security import DeliveryLog, sign
 from tests.serve_helpers import FakeRegistry, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,7 +108,7 @@ def test_predict_batch_returns_one_prediction_per_row_and_the_model(
 def test_the_encoded_prediction_is_the_documented_one() -> None:
     """/predict encodes `PredictionRow` structs; OpenAPI documents `Prediction`: same fields,
     same order (the answer's bytes put them in this order)."""
-    assert api.PredictionRow.__struct_fields__ == tuple(api.Prediction.model_fields)
+    assert api_models.PredictionRow.__struct_fields__ == tuple(api_models.Prediction.model_fields)
 
 
 def test_predict_single_object_optional_id_and_threshold(
@@ -387,6 +387,21 @@ def test_an_unreachable_registry_is_a_counted_failure(
     assert client.get("/model").json()["reload"]["last_error"]["stage"] == "resolve"
 
 
+def test_with_polling_off_a_failed_start_is_still_retried() -> None:
+    """CHURN_RELOAD_INTERVAL=0: a registry down at start must not leave the service empty (it
+    said "retrying" and never did); once something is served, nothing polls."""
+    reg = FakeRegistry(unreachable=True)
+    reg.add(1, champion=True)
+    with start(reg, reload_interval=0) as c:
+        assert wait_until(lambda: c.get("/model").json()["reload"]["last_error"] is not None, 5)
+        assert c.get("/ready").json()["detail"].endswith("; retrying")
+        reg.unreachable = False
+        ready(c, timeout=8)  # first retry after ~1 s, then 2 s, 4 s ...
+        reg.add(2, champion=True)
+        time.sleep(2.5)
+        assert reg.loads == [1]
+
+
 def test_polling_picks_up_a_promotion_and_a_rollback() -> None:
     reg = FakeRegistry()
     reg.add(1, champion=True)
@@ -510,6 +525,37 @@ def test_other_events_are_acknowledged_and_ignored(
     resp = client.post("/webhooks/mlflow", content=body, headers=signed(body))
     assert (resp.status_code, resp.json()) == (200, {"accepted": False, "detail": detail})
     assert registry.loads == [1]
+
+
+def test_a_replayed_delivery_is_acknowledged_and_not_acted_on(
+    client: TestClient, registry: FakeRegistry
+) -> None:
+    registry.add(2, champion=True)
+    body = alias_event()
+    headers = signed(body)
+    assert client.post("/webhooks/mlflow", content=body, headers=headers).status_code == 202
+    assert wait_until(lambda: registry.loads == [1, 2], 5)
+    registry.add(3, champion=True)
+    replay = client.post("/webhooks/mlflow", content=body, headers=headers)
+    assert (replay.status_code, replay.json()) == (
+        200,
+        {"accepted": False, "detail": "duplicate delivery 'd-1'; ignored"},
+    )
+    time.sleep(0.3)
+    assert registry.loads == [1, 2]  # the replay did not trigger a check
+
+
+def test_the_delivery_log_forgets_ids_only_after_the_window_and_is_bounded() -> None:
+    now = [1_000_000.0]
+    log = DeliveryLog(tolerance_s=300, capacity=3, clock=lambda: now[0])
+    assert [log.record(i, 1_000_000) for i in ("a", "b", "a")] == ["new", "new", "duplicate"]
+    now[0] += 300  # still replayable: the timestamp check accepts it until sent_at + 300
+    assert log.record("a", 1_000_000) == "duplicate"
+    assert log.record("c", int(now[0])) == "new"
+    assert log.record("d", int(now[0])) == "full"  # a and b are still in their window
+    now[0] += 1  # a and b expire: room again
+    assert log.record("d", int(now[0])) == "new"
+    assert len(log) == 2
 
 
 def test_bad_webhook_deliveries_are_refused(client: TestClient, registry: FakeRegistry) -> None:

@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from churn import profile
+from serve.api_models import EXAMPLE_ROWS
 from serve.app import create_app
-from serve.schema import EXAMPLE_ROWS
-from serve.settings import ServeSettings
+from serve.config import ServeSettings
 from serve.traffic import bucket
 from tests.serve_helpers import FakeRegistry, wait_until
 
@@ -141,7 +141,7 @@ def test_shadow_answers_with_the_champion_and_compares_in_the_background(
 ) -> None:
     with start(registries, shadow=True) as client:
         assert wait_until(lambda: challenger_loaded(client), 5)
-        app_shadow = client.app.state.shadow  # type: ignore[attr-defined]
+        app_shadow = client.app.state.services.shadow  # type: ignore[attr-defined]
         app_shadow.interval_s = 0.05
         # tenure 10: champion 0.10 (no churn), challenger 0.55 (churn): decisions differ;
         # tenure 60: 0.60 and 1.0 (clipped): both churn.
@@ -173,7 +173,7 @@ def test_shadow_queue_is_bounded_and_drops_rather_than_grows(
 ) -> None:
     with start(registries, shadow=True) as client:
         assert wait_until(lambda: challenger_loaded(client), 5)
-        shadow = client.app.state.shadow  # type: ignore[attr-defined]
+        shadow = client.app.state.services.shadow  # type: ignore[attr-defined]
         # Nothing drains during the test: the loop's pending 0.5 s sleep ends (an empty queue)
         # before the requests, and its next sleep is an hour (under load, a drain mid-test
         # made the dropped count 0).

@@ -10,19 +10,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
-from churn.tracking import bound_http_retries, hide_paths, redact
+from churn.errors import RegistryStateError
+from churn.registry_reads import aliases as read_aliases
+from churn.registry_reads import run_threshold
+from churn.tracking import bound_http_retries, shown
+from serve.config import ServeSettings
 from serve.holder import LoadedModel, signature_checked
-from serve.settings import ServeSettings
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
-
-
-def _shown(uri: str) -> str:
-    """The tracking URI as /ready and /model may show it: no credentials, no directories."""
-    return hide_paths(redact(uri))
 
 
 class NoModelError(Exception):
@@ -83,19 +81,14 @@ class MlflowRegistry:
         return "run the pipeline (make pipeline) to train and promote one"
 
     def resolve(self) -> Target:
-        from mlflow.exceptions import MlflowException
-
         s = self.settings
         try:
-            model = self.client().get_registered_model(s.model_name)
-        except MlflowException as exc:
-            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-                raise NoModelError(
-                    f"model '{s.model_name}' is not in the registry at "
-                    f"{_shown(s.tracking_uri)}: {self._no_model_hint()}"
-                ) from exc
-            raise
-        aliases = {a: int(v) for a, v in (model.aliases or {}).items()}
+            aliases = read_aliases(self.client(), s.model_name)
+        except RegistryStateError as exc:
+            raise NoModelError(
+                f"model '{s.model_name}' is not in the registry at "
+                f"{shown(s.tracking_uri)}: {self._no_model_hint()}"
+            ) from exc
         if self.alias is None and s.pinned_version is not None:
             return Target(s.pinned_version, aliases)
         alias = self.alias or s.model_alias
@@ -103,13 +96,14 @@ class MlflowRegistry:
         if alias not in aliases:
             raise NoModelError(
                 f"no version of model '{s.model_name}' has alias @{alias} at "
-                f"{_shown(s.tracking_uri)}: {self._no_model_hint()}"
+                f"{shown(s.tracking_uri)}: {self._no_model_hint()}"
             )
         return Target(aliases[alias], aliases)
 
     def load(self, version: int) -> LoadedModel:
-        # Checked against what train.py writes before any byte is deserialised (churn/loading.py).
-        from churn.loading import load_version
+        # Checked against what train.py writes before any byte is deserialised, and smoke-scored
+        # (churn/loading.py): a version that fails either never replaces the served one.
+        from churn.loading import load_version, smoke_score
 
         s = self.settings
         client = self.client()
@@ -125,33 +119,20 @@ class MlflowRegistry:
             run_tags = dict(run.data.tags)
         uri = f"models:/{s.model_name}/{version}"
         log.info("loading %s (run %s)", uri, run_id or "unknown")
-        # Signature checked here, once, for the frames the service builds (serve/holder.py).
+        # Signature checked here, once, for the frames the service builds (serve/holder.py);
+        # then the predictor the service will call is smoke-scored itself.
         predictor = signature_checked(load_version(s.model_name, version))
+        smoke_score(predictor, uri)
         tags = dict(mv.tags or {})
         return LoadedModel(
             name=s.model_name,
             version=int(version),
             run_id=run_id,
             predictor=predictor,
-            threshold=_threshold(params.get("threshold"), s.threshold),
+            threshold=run_threshold(params.get("threshold"), s.threshold),
             data_md5=tags.get("data_md5") or run_tags.get("data_md5"),
             training_data=tags.get("training_data") or run_tags.get("training_data"),
             metrics=metrics,
             loaded_at=datetime.now(UTC),
             source=uri,
         )
-
-
-def _threshold(logged: str | None, fallback: float) -> float:
-    """The run's `threshold` param (what its f1/precision/recall were computed at)."""
-    if logged is None:
-        return fallback
-    try:
-        value = float(logged)
-    except ValueError:
-        log.warning("run param threshold=%r is not a number; using %s", logged, fallback)
-        return fallback
-    if not 0.0 < value < 1.0:
-        log.warning("run param threshold=%s is outside (0, 1); using %s", value, fallback)
-        return fallback
-    return value

@@ -6,17 +6,14 @@ where the registry is, defaulting to the repository's embedded SQLite store like
 
 from __future__ import annotations
 
-import re
-from typing import Any
+import json
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from churn import settings as churn_settings
-
-# models:/<name>@<alias> follows the alias; models:/<name>/<version> pins one version.
-_ALIAS_URI = re.compile(r"^models:/(?P<name>[^/@]+)@(?P<alias>[^/@]+)$")
-_VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)/(?P<version>[1-9][0-9]*)$")
+from churn.registry_reads import MODEL_URI_FORMS, ModelUri, parse_model_uri
 
 
 class ServeSettings(BaseSettings):
@@ -64,6 +61,21 @@ class ServeSettings(BaseSettings):
         description="a request not answered within this many seconds is cancelled: 408 if its "
         "body had not arrived (a stalled client), else 503",
     )
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="a request head (request line and headers) larger than this is refused "
+        "with 431 and its connection closed (serve/protocol.py)",
+    )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0.0,
+        le=3600.0,
+        description="a request head not complete within this many seconds of the connection "
+        "opening (or of its first byte on a kept-alive connection) is refused with 408 and "
+        "its connection closed",
+    )
     threshold: float = Field(
         default=0.5,
         gt=0.0,
@@ -104,13 +116,62 @@ class ServeSettings(BaseSettings):
         description="the alias that CHURN_CHALLENGER_TRAFFIC and CHURN_SHADOW score with",
     )
 
-    @field_validator("admin_token", "webhook_secret", mode="before")
+    # --- What users of other model servers expect (issue 22); each off unless set. -----------
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token required on the scoring endpoints (POST /predict, POST "
+        "/invocations); unset: they are open (health, readiness and /metrics always are)",
+    )
+    # NoDecode: the comma-separated form is parsed by `_comma_separated`, not as JSON.
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="origins browsers may call the API from (CORS), as a JSON list or "
+        "comma-separated: https://app.example.com,https://admin.example.com; empty: no CORS",
+    )
+    request_id: bool = Field(
+        default=False,
+        description="take X-Request-ID from each request (or make one), return it in the "
+        "answer and write it at the end of the access-log line",
+    )
+    prediction_log: str | None = Field(
+        default=None,
+        description="append every scored row (time, request id, customerID, version, role, "
+        "P(churn), decision, features) to Parquet files by day under this folder or s3:// "
+        "prefix, off the request path (`churn live-eval` reads it); unset: no log",
+    )
+    prediction_log_keep_days: int = Field(
+        default=90, ge=1, description="days of the prediction log kept (older days deleted)"
+    )
+    prediction_log_max_pending_rows: int = Field(
+        default=200_000,
+        ge=1,
+        description="rows waiting to be written before new ones are dropped (and counted in "
+        "churn_prediction_log_rows_total{outcome=dropped}): the log never slows a request",
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [o.strip() for o in value.split(",") if o.strip()]
+        return value
+
+    @field_validator("admin_token", "webhook_secret", "api_token", "prediction_log", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         # `CHURN_ADMIN_TOKEN=` in a compose file means "not set", not "the empty token".
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _credentials_to_mlflow(cls, value: str) -> str:
+        # The scripts' rule (churn/settings.py): user:password@ leave the URI for MLflow's
+        # MLFLOW_TRACKING_USERNAME / _PASSWORD, so no message quoting the URI carries them.
+        return churn_settings.use_credentials(value)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -119,11 +180,12 @@ class ServeSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_model_uri(self) -> ServeSettings:
-        if not (_ALIAS_URI.match(self.model_uri) or _VERSION_URI.match(self.model_uri)):
+        try:
+            parse_model_uri(self.model_uri)
+        except ValueError:
             raise ValueError(
-                f"CHURN_MODEL_URI must be models:/<name>@<alias> or models:/<name>/<version>, "
-                f"got {self.model_uri!r}"
-            )
+                f"CHURN_MODEL_URI must be {MODEL_URI_FORMS}, got {self.model_uri!r}"
+            ) from None
         if self.challenger_traffic > 0 and self.shadow:
             raise ValueError(
                 "CHURN_CHALLENGER_TRAFFIC and CHURN_SHADOW are two ways to try a challenger: "
@@ -141,18 +203,18 @@ class ServeSettings(BaseSettings):
         return self.challenger_traffic > 0 or self.shadow
 
     @property
+    def _parsed_uri(self) -> ModelUri:
+        return parse_model_uri(self.model_uri)  # checked by the validator
+
+    @property
     def model_name(self) -> str:
-        match = _ALIAS_URI.match(self.model_uri) or _VERSION_URI.match(self.model_uri)
-        assert match is not None  # checked by the validator
-        return match["name"]
+        return self._parsed_uri.name
 
     @property
     def model_alias(self) -> str | None:
         """The alias followed, or None when the URI pins a version."""
-        match = _ALIAS_URI.match(self.model_uri)
-        return match["alias"] if match else None
+        return self._parsed_uri.alias
 
     @property
     def pinned_version(self) -> int | None:
-        match = _VERSION_URI.match(self.model_uri)
-        return int(match["version"]) if match else None
+        return self._parsed_uri.version

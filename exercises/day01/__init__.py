@@ -1,0 +1,1 @@
+"""Day 01's exercise and its checks."""

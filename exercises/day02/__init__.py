@@ -1,0 +1,1 @@
+"""Day 02's exercise and its checks."""

@@ -1,0 +1,1 @@
+"""Day 03's exercise and its checks."""

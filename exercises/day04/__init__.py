@@ -1,0 +1,1 @@
+"""Day 04's exercise and its checks."""

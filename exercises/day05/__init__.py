@@ -1,0 +1,1 @@
+"""Day 05's exercise and its checks."""

@@ -1,0 +1,1 @@
+"""Day 06's exercise and its checks."""

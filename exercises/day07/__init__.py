@@ -1,0 +1,1 @@
+"""Day 07's exercise and its checks."""

@@ -1,0 +1,1 @@
+"""Day 08's exercise and its checks."""

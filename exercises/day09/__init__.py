@@ -1,0 +1,1 @@
+"""Day 09's exercise and its checks."""

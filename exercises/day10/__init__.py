@@ -1,0 +1,1 @@
+"""Day 10's exercise and its checks."""
