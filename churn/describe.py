@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
-    from churn.registry import GateDecision, Registration, RollbackResult
+    from churn.gate import GateDecision
+    from churn.registry import Registration, RollbackResult
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +188,7 @@ def _score(d: GateDecision, score: float) -> str:
 
 def note_promotion(client: MlflowClient, d: GateDecision, promoted: bool) -> None:
     """promote.py's decision, on the versions it concerns (after its evaluation run is tagged)."""
-    from churn.registry import format_paired, format_refusal
+    from churn.gate import format_paired, format_refusal
 
     chal, champ = d.challenger, d.champion
     if champ is None:

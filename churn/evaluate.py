@@ -35,7 +35,7 @@ import pandas as pd
 
 from churn import data, schema, settings
 from churn.errors import RegistryStateError
-from churn.registry import Candidate, GateDecision, PairedDiff
+from churn.gate import Candidate, GateDecision, PairedDiff
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -27,7 +27,7 @@ from churn.errors import RegistryStateError
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from churn.registry import GateDecision
+    from churn.gate import GateDecision
 
 LEDGER_EXPERIMENT = "churn-ledger"
 TAG = "ledger."
