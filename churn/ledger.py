@@ -67,7 +67,8 @@ class Record:
     ci_run_id: str | None = None
     run_id: str | None = None  # the ledger run, once written
     # How the scores were obtained: "holdout" (both re-scored on one fresh holdout, with the
-    # paired bootstrap interval of challenger - champion) or "logged" (each run's own metric).
+    # paired bootstrap interval of challenger - champion), "live" (the outcomes of the customers
+    # each served, churn.live_eval's unpaired interval) or "logged" (each run's own metric).
     gate: str | None = None
     diff: float | None = None
     ci_low: float | None = None
@@ -323,7 +324,7 @@ def promotion_record(d: GateDecision, promoted: bool) -> Record:
         challenger_score=d.challenger.score,
         epsilon=d.epsilon,
         challenger_version=d.challenger.version,
-        gate=("holdout" if paired else "logged") if champ is not None else None,
+        gate=(paired.evidence if paired else "logged") if champ is not None else None,
         diff=paired.diff if paired else None,
         ci_low=paired.low if paired else None,
         ci_high=paired.high if paired else None,

@@ -307,8 +307,8 @@ def promote(uri: str) -> int:
         dry_run=dry_run,
         record=not dry_run,
     )
-    print(f"promote: the gate, then the move ({'dry run' if dry_run else 'for real'})",
-          file=sys.stderr, flush=True)  # fmt: skip
+    then = "dry run: no move" if dry_run else "then the move"
+    print(f"promote: the gate as promote.py applies it, {then}", file=sys.stderr, flush=True)
     client = tracking.connect(uri, writes=True)
     try:
         result = promotion.run(
@@ -319,7 +319,7 @@ def promote(uri: str) -> int:
     except ChurnError as exc:
         summary(f"### Promotion\n**FAILED** (exit {exc.exit_code}): {exc}")
         raise
-    print("\n".join(promotion.report(result)))
+    print("\n".join(promotion.report(result)), flush=True)  # before the stderr line below
     summary("\n\n".join(_promotion_report(client, uri, result)))
     if result.outcome == promotion.KEPT:
         print(f"promote: the gate kept the current champion ({promotion.verdict(result)})",
