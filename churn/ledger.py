@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from churn import settings
-from churn.errors import RegistryStateError
+from churn.errors import RegistryStateError, first_line
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -302,9 +302,8 @@ def _append_or_report(client: MlflowClient, uri: str, record: Record, done: str)
     try:
         return append(client, uri, record)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise LedgerError(
-            f"{done}, but the ledger ({LEDGER_EXPERIMENT}) could not record it: {first}; "
+            f"{done}, but the ledger ({LEDGER_EXPERIMENT}) could not record it: {first_line(exc)}; "
             f"restore the experiment or record the decision by hand"
         ) from exc
 
