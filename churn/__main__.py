@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
 
@@ -316,12 +317,8 @@ def _drift(args: argparse.Namespace) -> int:
     json_path, html_path = drift.write_outputs(report, args.out_dir)
     with tracking.store_errors(uri):
         run_id = drift.log_report(client, uri, report, [json_path, html_path])
-    for line in drift.format_table(report):
-        print(line)
-    print(
-        f"drift: wrote {json_path} and {html_path}; MLflow run {run_id} "
-        f"(experiment {drift.DRIFT_EXPERIMENT})",
-        file=sys.stderr,
+    cli.report_written(
+        "drift", drift.format_table(report), (json_path, html_path), run_id, drift.DRIFT_EXPERIMENT
     )
     failing = ("warn", "alert") if args.fail_on == "warn" else ("alert",)
     return DRIFT_EXIT if report.level in failing else 0
@@ -379,48 +376,15 @@ def _version() -> str:
         return "unknown (not installed: make setup)"
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in commands.SCRIPTS:
-        # The registry scripts parse their own flags: one parser, one output, either spelling.
-        name = argv[0]
-        return cli.run(f"churn {name}", lambda: commands.main_of(name)(argv[1:]))
-    p = argparse.ArgumentParser(
-        prog="churn",
-        description=__doc__,
-        epilog=EXIT_CODES_HELP
-        + "\n  5  drift (churn drift only: a PSI reached the alert level)"
-        + "\n  6  not enough evidence (churn live-eval only: too few outcomes to compare)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, purpose in commands.SCRIPTS.items():
-        # Listed in --help; never parsed here (dispatched above).
-        sub.add_parser(name, help=purpose, add_help=False)
+Command = Callable[..., argparse.ArgumentParser]  # (name, help, epilog=None) -> its parser
 
-    def command(name: str, help_text: str, epilog: str | None = None) -> argparse.ArgumentParser:
-        sp = sub.add_parser(
-            name,
-            help=help_text,
-            description=help_text,
-            epilog=epilog,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        sp.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking/registry URI")
-        return sp
 
-    sp = command("prepare", "build data/customers.parquet from the source in params.yaml")
-    sp.add_argument("--params", type=Path, default=settings.PARAMS_FILE)
-    sp.add_argument("--out", type=Path, default=settings.DATA_FILE)
-    sp.set_defaults(func=_prepare)
-
+def _registry_commands(command: Command) -> None:
+    """Reading the registry and the ledger, and retiring a challenger."""
     sp = command("lineage", "trace an alias to its version, run, commit and data")
     sp.add_argument("--alias", default=settings.CHAMPION, help="default: champion")
     sp.set_defaults(func=_lineage)
-
     command("status", "print who is champion, in one line").set_defaults(func=_status)
-
     sp = command(
         "versions",
         "every version of the model: aliases, gate metric, data md5, created, marks",
@@ -428,7 +392,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     sp.add_argument("--json", action="store_true", help="one JSON document, for scripts")
     sp.set_defaults(func=_versions)
-
     sp = command(
         "retire",
         "remove @challenger with a reason; its version is tagged retired, on the ledger",
@@ -437,11 +400,21 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--reason", required=True, metavar="TEXT", help="why (on the ledger)")
     sp.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
     sp.set_defaults(func=_retire)
+    sp = command("history", "every alias move on the ledger, newest first")
+    sp.add_argument("--at", type=cli.iso_time, metavar="TIME", help="who was @champion at TIME")
+    sp.add_argument("--limit", type=cli.positive_int, default=20, metavar="N", help="default: 20")
+    sp.set_defaults(func=_history)
 
+
+def _data_commands(command: Command) -> None:
+    """The data, the pipeline, retraining and batch scoring."""
+    sp = command("prepare", "build data/customers.parquet from the source in params.yaml")
+    sp.add_argument("--params", type=Path, default=settings.PARAMS_FILE)
+    sp.add_argument("--out", type=Path, default=settings.DATA_FILE)
+    sp.set_defaults(func=_prepare)
     command(
         "pipeline", "dvc repro, then promote.py, then status", epilog=PIPELINE_EXIT_HELP
     ).set_defaults(func=_pipeline)
-
     sp = command(
         "retrain",
         "set data.snapshot to a new month, dvc repro -> a new @challenger",
@@ -450,7 +423,15 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--snapshot", required=True, metavar="YYYY-MM", help="the month to train on")
     sp.add_argument("--params", type=Path, default=settings.PARAMS_FILE, help=argparse.SUPPRESS)
     sp.set_defaults(func=_retrain)
+    sp = command(
+        "score",
+        "score CSV/Parquet files with @champion on Apache Spark (nightly batch scoring)",
+    )
+    _score_arguments(sp)
+    sp.set_defaults(func=_score)
 
+
+def _drift_command(command: Command) -> None:
     sp = command(
         "drift",
         "PSI drift per feature and of the champion's predictions, reference -> current",
@@ -482,25 +463,47 @@ def main(argv: list[str] | None = None) -> int:
         "--fail-on", choices=("alert", "warn"), default="alert", help="level that exits 5"
     )
     sp.add_argument("--params", type=Path, default=settings.PARAMS_FILE, help=argparse.SUPPRESS)
-    sp.set_defaults(func=_drift)
+    sp.set_defaults(func=_drift)  # fmt: skip
 
-    sp = command(
-        "score",
-        "score CSV/Parquet files with @champion on Apache Spark (nightly batch scoring)",
+
+def _parser() -> argparse.ArgumentParser:
+    """`churn`'s parser: every subcommand, the registry scripts listed (they parse their own)."""
+    p = argparse.ArgumentParser(
+        prog="churn",
+        description=__doc__,
+        epilog=EXIT_CODES_HELP
+        + "\n  5  drift (churn drift only: a PSI reached the alert level)"
+        + "\n  6  not enough evidence (churn live-eval only: too few outcomes to compare)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _score_arguments(sp)
-    sp.set_defaults(func=_score)
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, purpose in commands.SCRIPTS.items():
+        # Listed in --help; never parsed here (dispatched in main).
+        sub.add_parser(name, help=purpose, add_help=False)
 
-    sp = command("history", "every alias move on the ledger, newest first")
-    sp.add_argument("--at", type=cli.iso_time, metavar="TIME", help="who was @champion at TIME")
-    sp.add_argument("--limit", type=cli.positive_int, default=20, metavar="N", help="default: 20")
-    sp.set_defaults(func=_history)
+    def command(name: str, help_text: str, epilog: str | None = None) -> argparse.ArgumentParser:
+        sp = sub.add_parser(
+            name, help=help_text, description=help_text, epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )  # fmt: skip
+        sp.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking/registry URI")
+        return sp
 
     from churn.commands import live
 
-    live.add_commands(command)
+    for add in (_data_commands, _registry_commands, _drift_command, live.add_commands):
+        add(command)
+    return p
 
-    args = p.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in commands.SCRIPTS:
+        # The registry scripts parse their own flags: one parser, one output, either spelling.
+        name = argv[0]
+        return cli.run(f"churn {name}", lambda: commands.main_of(name)(argv[1:]))
+    args = _parser().parse_args(argv)
     return cli.run(f"churn {args.command}", lambda: int(args.func(args)))
 
 
