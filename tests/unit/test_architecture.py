@@ -11,13 +11,15 @@
 Inside a package: churn's library never imports its command layer (churn/__main__.py,
 churn/commands/); in serve/ only app.py includes the routers, and nothing imports app.py.
 Also: no two modules of churn/, serve/ and deploy/ share a file name (issue 21: a name says what a
-module does), and no .py file of the project edits `sys.path`.
+module does), no .py file of the project edits `sys.path`, and docs/architecture.md names only
+paths that exist and the arrows written here.
 """
 
 from __future__ import annotations
 
 import ast
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,6 +57,13 @@ SHARED_NAMES: dict[str, str] = {
     "errors.py": "churn/errors.py (typed errors, exit codes) vs serve/errors.py (HTTP error "
     "answers): to rename, e.g. serve/errors.py -> serve/error_answers.py (issue 21, item 5)",
 }
+DOC = ROOT / "docs" / "architecture.md"
+# Paths the page names before they exist on this branch: the split of churn/registry.py (issue 21,
+# item 2). Once one exists the test says to remove it here.
+PENDING = {"churn/gate.py", "churn/registry_lock.py", "churn/promotion.py"}
+_SPAN = re.compile(r"`([^`\s]+)`")
+_PATH = re.compile(r"\.?[\w*-]+(\.[\w*-]+)*(/[\w.*-]+)*/?")
+_SUFFIXES = (".py", ".md", ".yml", ".yaml", ".json", ".toml", ".lock", ".env", ".sh")
 MUTATORS = {"insert", "append", "extend", "remove", "pop", "clear", "reverse", "sort"}
 NOT_PROJECT = {"site", "__pycache__", "node_modules", "mlartifacts", "mlruns"}
 
@@ -251,3 +260,46 @@ def test_a_sys_path_edit_is_found(source: str) -> None:
 
 def test_reading_sys_path_is_not_an_edit() -> None:
     assert sys_path_edits("x.py", "import sys\nprint(sys.path[0], sys.path.index('x'))\n") == []
+
+
+def named_paths(markdown: str) -> set[str]:
+    """The repository paths a page names in code spans outside fenced blocks (`../x`: outside
+    the repository, not checked)."""
+    prose = re.sub(r"^```.*?^```", "", markdown, flags=re.S | re.M)
+    return {
+        span
+        for span in _SPAN.findall(prose)
+        if _PATH.fullmatch(span)
+        and ("/" in span or span.endswith(_SUFFIXES))
+        and not span.startswith("../")
+    }
+
+
+def test_every_path_the_architecture_page_names_exists() -> None:
+    named = named_paths(DOC.read_text())
+    assert len(named) > 40, named  # the page names the modules it describes
+    missing = sorted(p for p in named - PENDING if not any(ROOT.glob(p.rstrip("/"))))
+    assert not missing, f"docs/architecture.md names paths that do not exist: {missing}"
+    landed = sorted(p for p in PENDING if (ROOT / p).exists())
+    assert not landed, f"{landed} exist now: remove them from PENDING in this test"
+
+
+def test_the_architecture_page_names_every_module_of_churn() -> None:
+    """serve/'s modules are listed in serve/README.md's Layout, which the page links to."""
+    named = named_paths(DOC.read_text())
+    modules = {rel for rel in SOURCES if re.fullmatch(r"churn/\w+\.py", rel)} - {
+        "churn/__init__.py"
+    }
+    assert not modules - named, f"add to docs/architecture.md: {sorted(modules - named)}"
+
+
+def test_the_architecture_page_shows_these_arrows() -> None:
+    rows = {m[1]: m[2] for m in re.finditer(r"^\| `(\w+)/` \| (.*) \|$", DOC.read_text(), re.M)}
+    for part in ("churn", "serve", "deploy", "bench", "exercises"):
+        shown = {s for s in _SPAN.findall(rows.get(part, "")) if s in ANYTHING} | {part}
+        assert shown == MAY_IMPORT[part], f"docs/architecture.md's table, row {part}/: {shown}"
+
+
+def test_named_paths_are_code_spans_outside_fences() -> None:
+    page = "`churn/x.py` `params.yaml` `make test` `serve.app` `../shared/A.md`\n```\n`y/z`\n```\n"
+    assert named_paths(page) == {"churn/x.py", "params.yaml"}
