@@ -12,6 +12,10 @@ a tie is refused. The evaluation is logged to the experiment
 churn-evaluations, with the holdout; the promoted version is tagged validated_on_md5.
 When that data is not here (or the challenger records none), and with --no-reevaluate, the
 logged metrics are compared (fair only if both runs were evaluated on the same split).
+With --evidence live the scores are the outcomes of the customers each version served (the split
+traffic's prediction log joined to `churn outcomes`): the latest `churn live-eval` run of exactly
+this champion and challenger with enough outcomes, its unpaired bootstrap interval in place of the
+paired one, the same rule; that run is the decision's evidence on the ledger.
 
 On success @prev-champion is set to the old champion first, @champion moves, @challenger is
 removed, and the new champion is tagged promoted_over / validated_by. With no champion yet (cold
@@ -24,22 +28,16 @@ not be promoted is retired with: churn retire --reason "why".
     python promote.py --metric auc --epsilon 0.002
     python promote.py --no-reevaluate    # gate on the logged metrics
     python promote.py --holdout sample.parquet   # score both on this file instead
+    python promote.py --evidence live    # gate on live outcomes (churn live-eval's latest run)
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from churn import cli, decide, describe, ledger, registry, settings, tracking
-
-if TYPE_CHECKING:
-    from mlflow import MlflowClient
-
-    from churn import evaluate
+from churn import cli, promotion, registry, settings, tracking
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--holdout", type=Path, help="score both on this parquet/CSV file instead")
     p.add_argument("--resamples", type=int, help="bootstrap resamples (default: params.yaml)")
+    p.add_argument(
+        "--evidence",
+        choices=promotion.EVIDENCE,
+        default=promotion.HOLDOUT,
+        help="holdout (default): score both on one holdout; live: the latest churn live-eval "
+        "of these two versions (the outcomes of the customers each served)",
+    )
     args = p.parse_args(argv)
     if args.epsilon is not None and not args.epsilon >= 0:
         p.error(f"argument --epsilon: must be >= 0, got {args.epsilon}")
@@ -70,89 +75,42 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"argument --resamples: must be >= 100, got {args.resamples}")
     if args.holdout is not None and args.reevaluate is False:
         p.error("argument --holdout: not allowed with --no-reevaluate")
+    if args.evidence == promotion.LIVE:
+        given = [f for f, v in (("--holdout", args.holdout), ("--resamples", args.resamples),
+                                ("--reevaluate", args.reevaluate)) if v is not None]  # fmt: skip
+        if given:
+            p.error(f"argument --evidence live: not allowed with {', '.join(given)}")
 
     def body() -> int:
         params = settings.load_params()
-        metric = args.metric or params.gate.metric
-        epsilon = params.gate.epsilon if args.epsilon is None else args.epsilon
+        options = promotion.Options(
+            metric=args.metric or params.gate.metric,
+            epsilon=params.gate.epsilon if args.epsilon is None else args.epsilon,
+            dry_run=args.dry_run,
+            reevaluate=args.reevaluate,
+            holdout=promotion.Holdout(
+                data_path=args.data,
+                holdout_path=args.holdout,
+                required=args.reevaluate is True or args.holdout is not None,
+                resamples=args.resamples,
+            ),
+            record=not args.dry_run,
+            evidence=args.evidence,
+        )
         uri = settings.tracking_uri(args.tracking_uri)
         client = tracking.connect(uri, writes=True)
-        done: list[evaluate.Evaluation] = []
-        source = decide.Holdout(
-            data_path=args.data,
-            holdout_path=args.holdout,
-            required=args.reevaluate is True or args.holdout is not None,
-            resamples=args.resamples,
+        result = promotion.run(
+            client,
+            uri,
+            params,
+            options,
+            note=lambda msg: print(f"promote.py: {msg}", file=sys.stderr),
+            verify=registry.loads(f"register a loadable @{settings.CHALLENGER}"),
         )
-        with tempfile.TemporaryDirectory(prefix="churn-holdout-") as work:
-            reevaluate = decide.honest_reevaluator(
-                client, Path(work), metric, params, done, _note, source
-            )
-            with tracking.store_errors(uri):
-                result = registry.promote(
-                    client,
-                    metric,
-                    epsilon,
-                    dry_run=args.dry_run,
-                    reevaluate=None if args.reevaluate is False else reevaluate,
-                    verify=registry.loads(f"register a loadable @{settings.CHALLENGER}"),
-                    uri=uri,
-                )
-            d = result.decision
-            if d is None:
-                print(f"no @{settings.CHALLENGER} alias set: nothing to promote")
-                return 0
-            for line in registry.format_decision_header(d):
-                print(line)
-            if d.paired is not None:
-                print(registry.format_paired(d))
-            if not d.promote:
-                print(registry.format_refusal(d))
-            elif result.dry_run:
-                print(
-                    f"DRY RUN: would move @{settings.CHAMPION} -> v{d.challenger.version}{_cold(d)}"
-                )
-            else:
-                print(f"PROMOTED: @{settings.CHAMPION} -> v{d.challenger.version}{_cold(d)}")
-            if not result.dry_run:
-                with tracking.store_errors(uri):
-                    _record_evidence(client, uri, result, done[0] if done else None)
-                    describe.note_promotion(client, d, result.promoted)
-        return 0 if d.promote else 1
+        print("\n".join(promotion.report(result)))
+        return result.exit_code
 
     return cli.run("promote.py", body)
-
-
-def _record_evidence(
-    client: MlflowClient, uri: str, result: registry.PromoteResult, ev: evaluate.Evaluation | None
-) -> None:
-    """The evaluation run, and the decision's record: a promotion's record was written with
-    the move (churn.registry) and gains the evidence here; a refusal's is written here."""
-    from churn import evaluate
-
-    d = result.decision
-    assert d is not None
-    eval_run = None
-    md5 = ev.holdout.md5 if ev is not None else None
-    if ev is not None:
-        eval_run = evaluate.log_evaluation(client, uri, ev, d, result.promoted)
-        if result.promoted:
-            for key, value in (("validated_on_md5", md5), ("evaluation_run", eval_run)):
-                client.set_model_version_tag(
-                    settings.MODEL_NAME, str(d.challenger.version), key, value
-                )
-    if not result.promoted:
-        ledger.record_kept(client, uri, d, holdout_md5=md5, evaluation_run_id=eval_run)
-    elif result.ledger_run is not None:
-        ledger.annotate(client, result.ledger_run, holdout_md5=md5, evaluation_run_id=eval_run)
-
-
-def _note(message: str) -> None:
-    print(f"promote.py: {message}", file=sys.stderr)
-
-
-def _cold(d: registry.GateDecision) -> str:
-    return " (cold start)" if d.champion is None else ""
 
 
 if __name__ == "__main__":

@@ -23,13 +23,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from churn import schema
+from churn.errors import first_line
 from churn.settings import CHALLENGER, CHAMPION, MODEL_NAME, PREV_CHAMPION
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
-    from churn.registry import GateDecision, Registration, RollbackResult
+    from churn.gate import GateDecision
+    from churn.registry import Registration, RollbackResult
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +168,7 @@ def append_move(client: MlflowClient, version: int, line: str) -> None:
             MODEL_NAME, str(version), description=with_move(current, f"{when}: {line}")
         )
     except Exception as exc:  # the move is done and in the ledger; the text is a convenience
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        log.warning("could not describe the move on v%d (%s): %s", version, first, line)
+        log.warning("could not describe the move on v%d (%s): %s", version, first_line(exc), line)
 
 
 def with_move(description: str, line: str) -> str:
@@ -187,7 +188,7 @@ def _score(d: GateDecision, score: float) -> str:
 
 def note_promotion(client: MlflowClient, d: GateDecision, promoted: bool) -> None:
     """promote.py's decision, on the versions it concerns (after its evaluation run is tagged)."""
-    from churn.registry import format_paired, format_refusal
+    from churn.gate import format_paired, format_refusal
 
     chal, champ = d.challenger, d.champion
     if champ is None:

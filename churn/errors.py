@@ -42,3 +42,10 @@ class RegistryStateError(ChurnError):
 
 class TrackingUnavailableError(ChurnError):
     exit_code = TRACKING_UNAVAILABLE
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (at most `limit` characters), for one-line
+    errors; the exception's type when it has no message."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__

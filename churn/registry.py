@@ -1,4 +1,7 @@
-"""Registry operations on model `churn`: the promotion gate, promote, rollback, register.
+"""Registry operations on model `churn`: promote, rollback, register, retire, set @challenger.
+
+The gate they apply is churn.gate (pure), the lock they hold churn.registry_lock, the alias moves
+they write churn.moves; recording and reporting a promotion is churn.promotion.
 
 Rules every operation follows:
 - read every alias it needs (one `get_registered_model` call gives all of them) before writing any;
@@ -13,20 +16,16 @@ Functions return results; scripts print them.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
-import os
-import socket
-import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from churn import moves
-from churn.describe import describe_version, lock_description
-from churn.errors import ChurnError, RegistryStateError, TrackingUnavailableError
+from churn.describe import describe_version
+from churn.errors import ChurnError, RegistryStateError, TrackingUnavailableError, first_line
+from churn.gate import Candidate, GateDecision, Reevaluator, gate
+from churn.registry_lock import LOCK_NAME, not_mid_change, recheck, recover, registry_lock
 from churn.registry_reads import aliases
 from churn.settings import CHALLENGER, CHAMPION, LOWER_IS_BETTER, MODEL_NAME, PREV_CHAMPION
 
@@ -36,135 +35,6 @@ if TYPE_CHECKING:
     from churn import ledger
 
 log = logging.getLogger(__name__)
-
-
-# ---------------------------------------------------------------------------------------------
-# The gate: pure logic, unit-tested branch by branch.
-
-
-@dataclass(frozen=True)
-class Candidate:
-    version: int
-    score: float
-
-
-@dataclass(frozen=True)
-class PairedDiff:
-    """challenger - champion on one holdout, with a paired bootstrap confidence interval."""
-
-    diff: float
-    low: float
-    high: float
-    resamples: int
-    rows: int
-    confidence: float = 0.95
-
-
-@dataclass(frozen=True)
-class GateDecision:
-    promote: bool
-    metric: str
-    epsilon: float
-    champion: Candidate | None
-    challenger: Candidate
-    # The score the challenger had to reach (None on cold start).
-    required: float | None
-    # Set when both were re-evaluated on one holdout: the interval must exclude 0 too.
-    paired: PairedDiff | None = None
-
-    @property
-    def lower_is_better(self) -> bool:
-        return self.metric in LOWER_IS_BETTER
-
-    @property
-    def margin_met(self) -> bool:
-        if self.required is None:
-            return True
-        return _meets(self.challenger.score, self.required, self.lower_is_better)
-
-
-def _meets(score: float, required: float, lower_is_better: bool) -> bool:
-    ok = score <= required if lower_is_better else score >= required
-    # Round-off in `champion + epsilon` must not flip a tie the printed numbers show as passing.
-    return ok or math.isclose(score, required, rel_tol=0.0, abs_tol=1e-12)
-
-
-def gate(
-    champion: Candidate | None,
-    challenger: Candidate,
-    metric: str,
-    epsilon: float,
-    paired: PairedDiff | None = None,
-) -> GateDecision:
-    """Promote iff the challenger beats the champion by at least `epsilon` on `metric`.
-
-    For metrics where lower is better (log_loss) the challenger must be at most champion - epsilon.
-    With `paired` (both scored on one holdout) the bootstrap interval of the difference must also
-    lie on the better side of 0 (`interval_passes`). With no champion (cold start) the
-    challenger is promoted.
-
-    A tie (both score the holdout identically: difference 0, interval [0, 0]) is refused with
-    epsilon > 0 (it is not better by epsilon) and promoted with epsilon 0 ("at least as good"),
-    so an identical retrain can take over when a team asks for that.
-    """
-    if champion is None:
-        return GateDecision(True, metric, epsilon, None, challenger, None, paired)
-    lower = metric in LOWER_IS_BETTER
-    required = champion.score - epsilon if lower else champion.score + epsilon
-    ok = _meets(challenger.score, required, lower)
-    if paired is not None:
-        ok = ok and interval_passes(paired, epsilon, lower)
-    return GateDecision(ok, metric, epsilon, champion, challenger, required, paired)
-
-
-def interval_passes(paired: PairedDiff, epsilon: float, lower_is_better: bool) -> bool:
-    """The interval rule. epsilon > 0 ("better by epsilon"): the interval must exclude 0,
-    lower bound > 0 (upper bound < 0 when lower is better). epsilon 0 ("at least as good"):
-    it may touch 0, lower bound >= 0 (upper bound <= 0): no resample found the challenger
-    worse, so a tie, [0, 0], passes and a difference that may be negative still does not."""
-    bound = -paired.high if lower_is_better else paired.low
-    return bound >= 0.0 if epsilon == 0 else bound > 0.0
-
-
-def format_decision_header(d: GateDecision) -> list[str]:
-    m = d.metric
-    champ = (
-        f"champion   : v{d.champion.version}  {m}={d.champion.score:.4f}"
-        if d.champion
-        else "champion   : none (cold start)"
-    )
-    return [champ, f"challenger : v{d.challenger.version}  {m}={d.challenger.score:.4f}"]
-
-
-def _signed(x: float) -> str:
-    """`+0.0123`; a difference that rounds to zero is `+0.0000`, never `-0.0000`."""
-    return f"{round(x, 4) + 0.0:+.4f}"
-
-
-def format_paired(d: GateDecision) -> str:
-    """`paired diff auc=+0.0123  95% CI [+0.0071, +0.0176] (1000 bootstrap resamples, ...)`."""
-    p = d.paired
-    if p is None:
-        raise ValueError("no paired evaluation in this decision")
-    interval = f"{p.confidence:.0%} CI [{_signed(p.low)}, {_signed(p.high)}]"
-    return (
-        f"paired diff {d.metric}={_signed(p.diff)}  {interval} "
-        f"({p.resamples} bootstrap resamples, {p.rows:,} holdout rows)"
-    )
-
-
-def format_refusal(d: GateDecision) -> str:
-    op = "<=" if d.lower_is_better else ">="
-    if d.margin_met and d.paired is not None:
-        strict = d.epsilon != 0
-        bound = "upper" if d.lower_is_better else "lower"
-        side = ("<" if d.lower_is_better else ">") + ("" if strict else "=") + " 0"
-        value = d.paired.high if d.lower_is_better else d.paired.low
-        return (
-            f"GATE FAILED: {d.paired.confidence:.0%} CI {bound} bound {_signed(value)} is not "
-            f"{side} (the difference may be noise). No change."
-        )
-    return f"GATE FAILED: needs {op} {d.required:.4f}. No change."
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,268 +51,6 @@ def version_score(client: MlflowClient, version: int, metric: str, alias: str) -
             f"choose a logged metric with --metric"
         )
     return Candidate(version, float(run.data.metrics[metric]))
-
-
-def _recheck(client: MlflowClient, expected: dict[str, int | None]) -> None:
-    now = aliases(client)
-    moved = {a: (v, now.get(a)) for a, v in expected.items() if now.get(a) != v}
-    if moved:
-        detail = ", ".join(
-            f"@{a} {_v(old)} -> {_v(new)}" for a, (old, new) in sorted(moved.items())
-        )
-        raise RegistryStateError(
-            f"the registry changed while deciding ({detail}); nothing was changed: run again"
-        )
-
-
-def _v(version: int | None) -> str:
-    return f"v{version}" if version is not None else "unset"
-
-
-# ---------------------------------------------------------------------------------------------
-# The registry lock: one writer of the aliases at a time.
-
-# MLflow has no compare-and-set on aliases: two writers that each re-check and then write can
-# interleave (A re-checks, B re-checks, A writes, B writes over it), leaving @champion and
-# @prev-champion from two different decisions. Creating a registered model is atomic in every
-# store (the name is unique), so a model with this name is the mutex. It is visible in the UI
-# while held (MLflow has no atomic create that the UI hides); its description says it is a
-# lock, who holds it and when it may be deleted.
-LOCK_NAME = f"{MODEL_NAME}.lock"
-# Writes under the lock take seconds; a lock this old was left by a run that died.
-LOCK_STALE_S = 120.0
-# What a create of a lock (or takeover marker) answers when another run holds that name. MLflow's
-# SQL store reads the existing model to word its "already exists", so a name deleted between the
-# insert and that read (its holder just released it) answers "does not exist": a lost race too.
-_TAKEN = frozenset({"RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST"})
-
-
-@contextlib.contextmanager
-def registry_lock(
-    client: MlflowClient, holder: str, stale_after_s: float = LOCK_STALE_S
-) -> Iterator[None]:
-    """Hold the right to move the aliases of `churn` for the block, or raise RegistryStateError
-    (changing nothing) when another run holds it. A stale lock (its process is gone, or it is
-    older than `stale_after_s`) is taken over, and the move it declared settled first.
-    A block that ends in MoveInterrupted keeps the lock: it carries the unfinished move."""
-    token = uuid.uuid4().hex
-    who = f"{holder}, pid {os.getpid()} on {socket.gethostname()}"
-    for attempt in (1, 2):
-        if _create_lock(client, who, token, stale_after_s):
-            break
-        held = _held_lock(client)
-        if held is None:  # released between our attempt and our read: try once more
-            continue
-        if held.token == token:  # our create landed; its answer was lost
-            break
-        if not held.stale(stale_after_s) or attempt == 2:
-            raise _in_progress(held.held_by, held.age_s)
-        _take_over(client, held, stale_after_s)
-    else:
-        raise RegistryStateError(
-            f"the registry lock '{LOCK_NAME}' keeps changing hands; nothing was changed: run again"
-        )
-    keep = False
-    try:
-        yield
-    except moves.MoveInterrupted:
-        keep = True
-        raise
-    finally:
-        if not keep:
-            _release(client)
-
-
-def _create_lock(client: MlflowClient, who: str, token: str, stale_after_s: float) -> bool:
-    """Create the lock model; False if it exists. A create whose answer is lost may have landed:
-    the caller's read of the lock tells (its token is ours)."""
-    from mlflow.exceptions import MlflowException
-
-    pid, host = str(os.getpid()), socket.gethostname()
-    try:
-        client.create_registered_model(
-            LOCK_NAME,
-            tags={"held_by": who, "token": token, "pid": pid, "host": host},
-            description=lock_description(who, stale_after_s),
-        )
-        return True
-    except MlflowException as exc:
-        if exc.error_code in _TAKEN:
-            return False
-        with contextlib.suppress(Exception):
-            held = _held_lock(client)
-            if held is not None and held.token == token:
-                return True
-        raise
-
-
-@dataclass(frozen=True)
-class _Lock:
-    """One holding of the lock: a lock model is never re-created with the same creation time
-    and holder, so these identify it."""
-
-    held_by: str
-    created_ms: int
-    age_s: float
-    token: str = ""
-    pid: int | None = None
-    host: str = ""
-    intent: str | None = None  # the move it declared (churn.moves), JSON
-
-    @property
-    def takeover_name(self) -> str:
-        return f"{LOCK_NAME}.takeover.{self.created_ms}"
-
-    @property
-    def gone(self) -> bool:
-        """Its process is known to be gone: on this host, another pid, and none such runs."""
-        if self.pid is None or self.host != socket.gethostname() or self.pid == os.getpid():
-            return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:  # alive, someone else's
-            return False
-        return False
-
-    def stale(self, stale_after_s: float) -> bool:
-        return self.age_s > stale_after_s or self.gone
-
-    @property
-    def why_stale(self) -> str:
-        return "its process is gone" if self.gone else f"{self.age_s:.0f} s old"
-
-
-def _take_over(client: MlflowClient, stale: _Lock, stale_after_s: float) -> None:
-    """Settle the move the stale lock `stale` declared and delete it, unless another run is
-    taking it over (then raise).
-
-    Deleting "the" lock is not safe on its own: two runs that both saw it stale would both
-    delete it, and the second delete would remove the lock the first has just created. So the
-    right to settle and delete this one holding is itself taken by creating a model named after
-    it (atomic: names are unique), and the lock is deleted only if it is still that holding. The
-    marker is deleted afterwards; a run that creates it later finds a different lock (or none)
-    and deletes nothing. If settling fails (the store fails), the stale lock stays for the next
-    run. Returns with no lock held: the caller creates its own."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.create_registered_model(
-            stale.takeover_name,
-            description=f"Taking over the stale lock '{LOCK_NAME}' of {stale.held_by}.",
-        )
-    except MlflowException as exc:
-        if exc.error_code not in _TAKEN:
-            raise
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return  # another run has just taken it over and is done: the caller tries again
-        marker = client.get_registered_model(stale.takeover_name)
-        if time.time() - (marker.creation_timestamp or 0) / 1000 > stale_after_s:
-            # The run taking it over died too: only a person can tell that no change is running.
-            raise RegistryStateError(
-                f"the registry lock '{LOCK_NAME}' was left by {stale.held_by}, and so was a "
-                f"takeover of it; if no change to '{MODEL_NAME}' is running, delete the models "
-                f"'{LOCK_NAME}' and '{stale.takeover_name}' (mlflow ui) and run again"
-            ) from None
-        raise _in_progress(
-            f"another run is taking over the stale lock of {stale.held_by}", stale.age_s
-        ) from None
-    try:
-        now = _held_lock(client)
-        if now is not None and (now.held_by, now.created_ms) == (stale.held_by, stale.created_ms):
-            account = "it declared no alias move"
-            if now.intent:
-                _, account = moves.settle(client, moves.Move.from_json(now.intent))
-            log.warning(
-                "took over the registry lock of %s (%s): %s",
-                stale.held_by,
-                stale.why_stale,
-                account,
-            )
-            client.delete_registered_model(LOCK_NAME)
-        elif now is not None and not now.stale(stale_after_s):
-            # Another run took it over first and holds it now.
-            raise _in_progress(now.held_by, now.age_s)
-    finally:
-        _drop(client, stale.takeover_name)
-
-
-def recover(client: MlflowClient, stale_after_s: float = LOCK_STALE_S) -> None:
-    """Settle the move of a lock left by a run that died (see `_take_over`) before reading the
-    aliases: they may be that move half-done (e.g. @champion == @challenger)."""
-    held = _held_lock(client)
-    if held is not None and held.stale(stale_after_s):
-        with registry_lock(client, "recovery", stale_after_s):
-            pass
-
-
-def _drop(client: MlflowClient, name: str) -> None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.delete_registered_model(name)
-    except MlflowException as exc:
-        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
-            log.warning("could not delete '%s' (%s): delete it by hand", name, _first_line(exc))
-
-
-def _in_progress(held_by: str, age_s: float) -> RegistryStateError:
-    return RegistryStateError(
-        f"another change to '{MODEL_NAME}' is in progress ({held_by}, for {age_s:.1f} s);"
-        f" nothing was changed: run again when it has finished"
-    )
-
-
-def _not_mid_change(client: MlflowClient, seen: dict[str, int]) -> None:
-    """Before refusing on aliases that should never coincide, make sure they are not another
-    run's change half-done (MLflow moves aliases one at a time): say so instead."""
-    held = _held_lock(client)
-    if held is not None:
-        raise _in_progress(held.held_by, held.age_s)
-    _recheck(client, {alias: seen.get(alias) for alias in (CHAMPION, CHALLENGER, PREV_CHAMPION)})
-
-
-def _held_lock(client: MlflowClient) -> _Lock | None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        lock = client.get_registered_model(LOCK_NAME)
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return None
-        raise
-    created_ms = int(lock.creation_timestamp or 0)
-    age_s = max(0.0, time.time() - created_ms / 1000)
-    tags = lock.tags or {}
-    pid = tags.get("pid", "")
-    return _Lock(
-        tags.get("held_by", "unknown holder"),
-        created_ms,
-        age_s,
-        token=tags.get("token", ""),
-        pid=int(pid) if pid.isdigit() else None,
-        host=tags.get("host", ""),
-        intent=tags.get(moves.INTENT_TAG),
-    )
-
-
-def _release(client: MlflowClient) -> None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.delete_registered_model(LOCK_NAME)
-    except Exception as exc:
-        if isinstance(exc, MlflowException) and exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return
-        # The change itself is done and settled; the lock is taken over once stale.
-        log.warning(
-            "could not release the registry lock '%s' (%s): it expires in %.0f s, "
-            "or delete that model by hand",
-            LOCK_NAME,
-            _first_line(exc),
-            LOCK_STALE_S,
-        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -485,7 +93,7 @@ def _carry_out(
         client.set_registered_model_tag(LOCK_NAME, moves.INTENT_TAG, move.to_json())
     except Exception as exc:
         raise _failure(
-            exc, f"{move.what} failed before any alias was written ({_first_line(exc)}): run again"
+            exc, f"{move.what} failed before any alias was written ({first_line(exc)}): run again"
         ) from exc
     run_id = None
     try:
@@ -496,13 +104,13 @@ def _carry_out(
             client.set_tag(run_id, f"{ledger.TAG}state", ledger.DONE)
         return run_id
     except Exception as exc:
-        cause = _first_line(exc)
+        cause = first_line(exc)
         try:
             outcome, account = moves.settle(client, move)
         except Exception as again:
             raise moves.MoveInterrupted(
                 f"{move.what}: the store failed at a write ({cause}) and then at the re-read "
-                f"({_first_line(again)}), so which aliases moved is unknown; the registry lock "
+                f"({first_line(again)}), so which aliases moved is unknown; the registry lock "
                 f"keeps the move, and the next promote.py, rollback.py or register.py --alias "
                 f"finishes or undoes it"
             ) from exc
@@ -538,11 +146,7 @@ class PromoteResult:
     promoted: bool
     dry_run: bool
     ledger_run: str | None = None  # the move's record (churn.ledger)
-
-
-# (champion version, challenger version) -> both scored on one holdout with the paired interval,
-# or None to gate on the logged metrics instead.
-Reevaluator = Callable[[int, int], tuple[Candidate, Candidate, PairedDiff] | None]
+    move: moves.Move | None = None  # the alias moves and version tags written
 
 
 def promote(
@@ -565,7 +169,7 @@ def promote(
         return PromoteResult(None, False, dry_run)
     champ_v = before.get(CHAMPION)
     if champ_v == chal_v:
-        _not_mid_change(client, before)
+        not_mid_change(client, before)
         raise RegistryStateError(
             f"@{CHAMPION} and @{CHALLENGER} both point at v{chal_v}: retire the challenger "
             'with churn retire --reason "why", or train a new one'
@@ -585,7 +189,7 @@ def promote(
         return PromoteResult(decision, False, dry_run)
 
     with registry_lock(client, "promote"):
-        _recheck(client, {a: before.get(a) for a in (CHAMPION, CHALLENGER, PREV_CHAMPION)})
+        recheck(client, {a: before.get(a) for a in (CHAMPION, CHALLENGER, PREV_CHAMPION)})
         over = f"v{champ_v} ({metric}={champion.score:.4f})" if champion else "cold-start"
         # @prev-champion first (the escape hatch), @champion the commit point, then @challenger.
         keep = ((PREV_CHAMPION, champ_v),) if champ_v is not None else ()
@@ -596,7 +200,7 @@ def promote(
         )  # fmt: skip
         record = _record(uri, lambda ledger: ledger.promotion_record(decision, promoted=True))
         run = _carry_out(client, move, uri, record)
-    return PromoteResult(decision, True, False, run)
+    return PromoteResult(decision, True, False, run, move)
 
 
 def _record(uri: str | None, build: Callable[[Any], ledger.Record]) -> ledger.Record | None:
@@ -605,11 +209,6 @@ def _record(uri: str | None, build: Callable[[Any], ledger.Record]) -> ledger.Re
     from churn import ledger
 
     return build(ledger)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:200] if lines else type(exc).__name__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -648,7 +247,7 @@ def rollback(
             )
     champ_v, prev_v = before[CHAMPION], before[PREV_CHAMPION]
     if champ_v == prev_v:
-        _not_mid_change(client, before)
+        not_mid_change(client, before)
         raise RegistryStateError(
             f"@{CHAMPION} and @{PREV_CHAMPION} both point at v{champ_v}: nothing to roll back to"
         )
@@ -657,7 +256,7 @@ def rollback(
     if dry_run:
         return RollbackResult(champ_v, prev_v, True)
     with registry_lock(client, "rollback"):
-        _recheck(client, {CHAMPION: champ_v, PREV_CHAMPION: prev_v})
+        recheck(client, {CHAMPION: champ_v, PREV_CHAMPION: prev_v})
         # The restored champion is no longer "rolled back": keep the tags telling the truth.
         move = moves.Move(
             "rollback", CHAMPION, prev_v, before,
@@ -771,7 +370,7 @@ def register(
             ),
         )
         _carry_out(client, move, uri, record)
-        log.info("@%s: %s -> v%d", alias, _v(old), version)
+        log.info("@%s: %s -> v%s", alias, old if old is not None else "unset", version)
     return Registration(version, source, alias, prev)
 
 
@@ -822,7 +421,7 @@ def retire(
     if dry_run:
         return RetireResult(chal_v, reason, True)
     with registry_lock(client, "retire"):
-        _recheck(client, {CHALLENGER: chal_v})
+        recheck(client, {CHALLENGER: chal_v})
         move = moves.Move(
             "retire", CHALLENGER, chal_v, before,
             ((CHALLENGER, None),), ((chal_v, "retired", reason),),

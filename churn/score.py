@@ -50,7 +50,7 @@ from churn.data import (
     DataValidationError,
     _bounds,  # the wording of ingestion's own refusals, not a copy
 )
-from churn.errors import ChurnError, RegistryStateError, UsageError
+from churn.errors import ChurnError, RegistryStateError, UsageError, first_line
 from churn.registry_reads import ModelUri
 from churn.schema import Column, Kind
 
@@ -409,7 +409,7 @@ def spark_session(
         except Exception as exc:
             raise ScoringError(
                 f"could not start Spark (master {master or 'from spark-submit'}): "
-                f"{_first_line(exc)}; Spark 4 needs Java 17+ (JAVA_HOME or java on PATH)"
+                f"{first_line(exc, 400)}; Spark 4 needs Java 17+ (JAVA_HOME or java on PATH)"
             ) from exc
     if existing is None:
         session.sparkContext.setLogLevel("WARN")
@@ -427,11 +427,6 @@ def _quiet_pyspark_warnings() -> None:
     warnings.filterwarnings(
         "ignore", message="PySpark does not yet fully support pandas", category=FutureWarning
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:400] if text else type(exc).__name__
 
 
 _PYTHON_ERROR = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b")

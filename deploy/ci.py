@@ -4,18 +4,19 @@
     python -m deploy.ci drift      # make drift-ci:   champion's training data vs this month
     python -m deploy.ci train      # make train:      dvc repro (+ retrain into a new store)
     python -m deploy.ci decide     # make decide-ci:  the gate as a dry run -> GITHUB_OUTPUT
-    python -m deploy.ci promote    # make promote-ci: promote.py; the gate refusing is green
+    python -m deploy.ci promote    # make promote-ci: promote.py's promotion; a refusal is green
 
 Each step appends Markdown to $GITHUB_STEP_SUMMARY when it is set (the job summary on GitHub),
-so the same commands give the same report on a laptop, in the e2e tests and in Actions.
+so the same commands give the same report on a laptop, in the e2e tests and in Actions. The
+decide and promote steps build it from churn.promotion's result, never from printed lines.
 
 The drift step compares the data @champion was trained on with the month in $SNAPSHOT (default:
 the previous calendar month, UTC) and writes `drift=true|false` and `snapshot=YYYY-MM` to
 $GITHUB_OUTPUT; the workflow's next step retrains on that month (`make retrain`) when drift is
 true.
 
-The decide step runs the gate without moving an alias (churn.decide, promote.py's gate as a dry
-run) and writes `decision=promote|keep|nothing` and the versions it saw (`champion=`,
+The decide step runs the gate without moving an alias (churn.promotion.decide: promote.py's gate
+as a dry run) and writes `decision=promote|keep|nothing` and the versions it saw (`champion=`,
 `challenger=`: a number or `none`) to $GITHUB_OUTPUT; its interval goes to the job summary. A
 refusal is recorded there (ledger and evaluation run, as promote.py records one). The workflow's
 promote job, bound to the `production` environment (whose required reviewers, when a repository
@@ -37,25 +38,17 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from churn import (
-    cli,
-    pipeline,
-    registry,
-    settings,
-    tracking,
-)
+from churn import cli, gate, pipeline, promotion, registry, settings, tracking
 from churn.__main__ import DRIFT_EXIT, status_line
-from churn.errors import RegistryStateError, UsageError
+from churn.errors import ChurnError, RegistryStateError, UsageError
+from churn.lineage import format_lineage, lineage
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from churn import decide as deciding
 
 PROG = "deploy/ci.py"
 # The GitHub environment pipeline.yml's promote job is bound to (its reviewers approve it).
@@ -191,24 +184,6 @@ def _dry_run() -> bool:
     return dry_run in ("1", "true", "yes")
 
 
-def _promote_args() -> list[str]:
-    """promote.py's flags from the workflow_dispatch inputs (passed as environment variables)."""
-    epsilon = _gate_epsilon()
-    args = ["--epsilon", repr(epsilon)] if epsilon is not None else []
-    return args + (["--dry-run"] if _dry_run() else [])
-
-
-def _table(lines: list[str]) -> str:
-    """promote.py's `champion   : v3  auc=0.8600` lines as a Markdown table."""
-    rows = ["| alias | version | metric |", "|---|---|---|"]
-    for line in lines:
-        role, _, rest = line.partition(":")
-        if role.strip() in (settings.CHAMPION, settings.CHALLENGER):
-            version, _, metric = rest.strip().partition("  ")
-            rows.append(f"| @{role.strip()} | {version} | {metric.strip() or '-'} |")
-    return "\n".join(rows)
-
-
 def _version(v: int | None) -> str:
     return str(v) if v is not None else "none"
 
@@ -217,51 +192,61 @@ def _shown(v: int | None) -> str:
     return f"v{v}" if v is not None else "unset"
 
 
+# decide's step output `decision`, the workflow's contract (pipeline.yml's promote job `if:`).
+_DECISION = {
+    promotion.WOULD_PROMOTE: "promote",
+    promotion.KEPT: "keep",
+    promotion.NOTHING: "nothing",
+}
+
+
 def decide(uri: str) -> int:
     """The gate, changing no alias: the decision to $GITHUB_OUTPUT, its interval to the summary."""
-    from churn import decide as deciding
-
     epsilon, dry_run = _gate_epsilon(), _dry_run()
     params = settings.load_params()
     client = tracking.connect(uri)
     print("decide: the gate as promote.py applies it, moving no alias", file=sys.stderr)
-    with tempfile.TemporaryDirectory(prefix="churn-decide-") as work, tracking.store_errors(uri):
-        result = deciding.decide(
-            client, params, Path(work), epsilon, lambda m: print(f"decide: {m}", file=sys.stderr)
-        )
-        if result.outcome == deciding.KEEP and not dry_run:
-            _record_refusal(client, uri, result)
+    result = promotion.decide(
+        client, uri, params, epsilon, record=not dry_run,
+        note=lambda m: print(f"decide: {m}", file=sys.stderr),
+    )  # fmt: skip
     output(
-        decision=result.outcome,
+        decision=_DECISION[result.outcome],
         champion=_version(result.champion),
         challenger=_version(result.challenger),
     )
-    with tracking.store_errors(uri):
-        try:
-            serving = f"### Serving now\n`{status_line(client)}`"
-        except RegistryStateError:
-            serving = f"### Serving now\nno @{settings.CHAMPION} yet"
+    serving = f"### Serving now\n{_serving(client, uri)}"
     d = result.decision
     if d is None:
-        line = f"no @{settings.CHALLENGER} alias set: nothing to promote"
+        line = promotion.verdict(result)
         print(line)
         summary(f"### Decision\nnothing to promote: {line}\n\n{serving}")
         return 0
-    lines = registry.format_decision_header(d)
-    if d.paired is not None:
-        lines.append(registry.format_paired(d))
     verdict = _verdict(d, dry_run)
-    print("\n".join([*lines, verdict.replace("**", "")]))
-    report = [f"### Decision\n{verdict}", _table(lines)]
-    if d.paired is not None:
-        report.append(f"Gate on the same holdout: `{registry.format_paired(d)}`")
-    summary("\n\n".join([*report, serving]))
+    print("\n".join([*promotion.report(result)[:-1], verdict.replace("**", "")]))
+    summary("\n\n".join([f"### Decision\n{verdict}", *_evidence(d), serving]))
     return 0
 
 
-def _verdict(d: registry.GateDecision, dry_run: bool) -> str:
+def _evidence(d: gate.GateDecision) -> list[str]:
+    """The job summary's scores table and, after a re-evaluation, the paired interval."""
+    out = [promotion.score_table(d)]
+    if d.paired is not None:
+        out.append(f"Gate on the same holdout: `{gate.format_paired(d)}`")
+    return out
+
+
+def _serving(client: MlflowClient, uri: str) -> str:
+    with tracking.store_errors(uri):
+        try:
+            return f"`{status_line(client)}`"
+        except RegistryStateError:
+            return f"no @{settings.CHAMPION} yet"
+
+
+def _verdict(d: gate.GateDecision, dry_run: bool) -> str:
     if not d.promote:
-        return f"**champion kept**: {registry.format_refusal(d)}"
+        return f"**champion kept**: {gate.format_refusal(d)}"
     cold = " (cold start)" if d.champion is None else ""
     head = f"**WOULD PROMOTE: @{settings.CHAMPION} -> v{d.challenger.version}{cold}**"
     if dry_run:
@@ -269,22 +254,6 @@ def _verdict(d: registry.GateDecision, dry_run: bool) -> str:
     return (
         f"{head}: the promote job moves it, once approved where the `{PROMOTION_ENVIRONMENT}` "
         "environment requires reviewers"
-    )
-
-
-def _record_refusal(client: MlflowClient, uri: str, result: deciding.Decision) -> None:
-    """A refusal is a decision too: on the record as promote.py records it (no alias moves)."""
-    from churn import evaluate, ledger
-
-    d, ev = result.decision, result.evaluation
-    assert d is not None
-    eval_run = evaluate.log_evaluation(client, uri, ev, d, False) if ev is not None else None
-    ledger.record_kept(
-        client,
-        uri,
-        d,
-        holdout_md5=ev.holdout.md5 if ev is not None else None,
-        evaluation_run_id=eval_run,
     )
 
 
@@ -328,59 +297,59 @@ def _check_unchanged(uri: str) -> None:
 
 
 def promote(uri: str) -> int:
+    """promote.py's promotion, in process: the job summary is built from its result."""
     _check_unchanged(uri)
-    args = _promote_args()
-    cmd = [sys.executable, "promote.py", *args]
-    print(f"promote: $ promote.py {' '.join(args)}".rstrip(), file=sys.stderr, flush=True)
-    proc = subprocess.run(
-        cmd, cwd=settings.ROOT, env=pipeline.environment(uri), stdout=subprocess.PIPE, text=True
+    params = settings.load_params()
+    epsilon, dry_run = _gate_epsilon(), _dry_run()
+    options = promotion.Options(
+        metric=params.gate.metric,
+        epsilon=params.gate.epsilon if epsilon is None else epsilon,
+        dry_run=dry_run,
+        record=not dry_run,
     )
-    sys.stdout.write(proc.stdout)
-    out = proc.stdout.splitlines()
-    rc = proc.returncode
-    last = out[-1] if out else ""
-    if rc == 0 and last.startswith("PROMOTED"):
-        verdict, ok = f"**{last}**", True
-    elif rc == 0 and last.startswith("DRY RUN"):
-        verdict, ok = f"**{last}** (dry run: nothing changed)", True
-    elif rc == 0:
-        verdict, ok = f"nothing to promote: {last}", True
-    elif rc == 1:
-        verdict, ok = f"**champion kept**: {last}", True
-    else:
-        verdict, ok = (
-            f"**FAILED**: promote.py exited {rc} (see the job log; promote.py --help lists the "
-            "exit codes)",
-            False,
-        )
+    then = "dry run: no move" if dry_run else "then the move"
+    print(f"promote: the gate as promote.py applies it, {then}", file=sys.stderr, flush=True)
+    client = tracking.connect(uri, writes=True)
+    try:
+        result = promotion.run(
+            client, uri, params, options,
+            note=lambda msg: print(f"promote: {msg}", file=sys.stderr),
+            verify=registry.loads(f"register a loadable @{settings.CHALLENGER}"),
+        )  # fmt: skip
+    except ChurnError as exc:
+        summary(f"### Promotion\n**FAILED** (exit {exc.exit_code}): {exc}")
+        raise
+    print("\n".join(promotion.report(result)), flush=True)  # before the stderr line below
+    summary("\n\n".join(_promotion_report(client, uri, result)))
+    if result.outcome == promotion.KEPT:
+        print(f"promote: the gate kept the current champion ({promotion.verdict(result)})",
+              file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _promotion_report(client: MlflowClient, uri: str, result: promotion.Promotion) -> list[str]:
+    """The promote job's summary: verdict, scores, interval, what serves now and its lineage."""
+    line = promotion.verdict(result)
+    verdict = {
+        promotion.PROMOTED: f"**{line}**",
+        promotion.WOULD_PROMOTE: f"**{line}** (dry run: nothing changed)",
+        promotion.KEPT: f"**champion kept**: {line}",
+        promotion.NOTHING: f"nothing to promote: {line}",
+    }[result.outcome]
     report = [f"### Promotion\n{verdict}"]
-    if any(line.startswith(f"{settings.CHALLENGER} ") for line in out):
-        report.append(_table(out))
-    # The honest gate's paired bootstrap interval (promote.py re-evaluates on one holdout).
-    interval = [line for line in out if line.startswith("paired diff ")]
-    if interval:
-        report.append("Gate on the same holdout: `" + interval[-1] + "`")
-    if ok:
-        client = tracking.connect(uri)
-        with tracking.store_errors(uri):
-            try:
-                report.append(f"### Serving\n`{status_line(client)}`")
-            except RegistryStateError:
-                report.append("### Serving\nno @champion yet")
-        lineage = subprocess.run(
-            [sys.executable, "-m", "churn", "lineage"],
-            cwd=settings.ROOT,
-            env=pipeline.environment(uri),
-            capture_output=True,
-            text=True,
-        )
-        text = (lineage.stdout or lineage.stderr).rstrip()
-        report.append(f"### Lineage of @{settings.CHAMPION}\n```text\n{text}\n```")
-    summary("\n\n".join(report))
-    if rc == 1:
-        print(f"promote: the gate kept the current champion ({last})", file=sys.stderr)
-        return 0
-    return rc
+    if result.decision is not None:
+        report.extend(_evidence(result.decision))
+    moved = ", ".join(f"@{a} {_shown(was)} -> {_shown(to)}" for a, was, to in result.alias_moves)
+    if moved:
+        report.append(f"Aliases moved: {moved} (ledger record `{result.ledger_run}`)")
+    report.append(f"### Serving\n{_serving(client, uri)}")
+    with tracking.store_errors(uri):
+        try:
+            text = "\n".join(format_lineage(lineage(client)))
+        except RegistryStateError as exc:  # no @champion (the gate kept none: nothing yet)
+            text = str(exc)
+    report.append(f"### Lineage of @{settings.CHAMPION}\n```text\n{text}\n```")
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:

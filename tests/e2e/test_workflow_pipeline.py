@@ -182,6 +182,8 @@ def test_promoted_then_refused_then_unreachable(repo: Path, tmp_path: Path) -> N
     assert "### Promotion\n**PROMOTED: @champion -> v1 (cold start)**" in text
     assert "| @champion | none (cold start) | - |" in text
     assert re.search(r"\| @challenger \| v1 \| auc=0\.\d{4} \|", text)
+    # The moves as churn.promotion returned them (the summary never reads printed lines).
+    assert "Aliases moved: @champion unset -> v1, @challenger v1 -> unset (ledger record `" in text
     assert "### Serving\n`champion: churn v1 (auc=" in text
     assert "### Lineage of @champion\n```text\nalias          : @champion" in text
     assert "data_md5       : " in text and "(data/customers.parquet matches)" in text

@@ -14,7 +14,7 @@ import rollback
 from churn import describe
 from churn.evaluate import EVALUATION_EXPERIMENT
 from churn.provenance import file_md5, git_state
-from churn.registry import LOCK_NAME, registry_lock
+from churn.registry_lock import LOCK_NAME, registry_lock
 from churn.training import train
 from tests.conftest import ROOT, Store, small_params
 from tests.integration.test_retrain import LATER, month, params

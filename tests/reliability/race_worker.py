@@ -36,7 +36,7 @@ def take_stale_lock(argv: list[str]) -> int:
     takeover by plain delete-and-create lets them all in."""
     from mlflow import MlflowClient as Client
 
-    from churn import registry
+    from churn import registry_lock
     from churn.errors import RegistryStateError
 
     uri, barrier, racers, delay_s, hold_s = argv
@@ -47,7 +47,7 @@ def take_stale_lock(argv: list[str]) -> int:
 
         def get_registered_model(self, name: str) -> Any:
             model = super().get_registered_model(name)
-            if name == registry.LOCK_NAME and not self.seen:
+            if name == registry_lock.LOCK_NAME and not self.seen:
                 self.seen = True
                 me.touch()
                 deadline = time.monotonic() + 30
@@ -60,7 +60,7 @@ def take_stale_lock(argv: list[str]) -> int:
 
     client = Synchronised(tracking_uri=uri, registry_uri=uri)
     try:
-        with registry.registry_lock(client, "take-stale-lock"):
+        with registry_lock.registry_lock(client, "take-stale-lock"):
             print(f"held {time.time():.6f}")
             time.sleep(float(hold_s))
             print(f"released {time.time():.6f}")

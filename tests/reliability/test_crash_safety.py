@@ -39,7 +39,7 @@ from typing import Any
 import pytest
 
 from churn import ledger, moves, registry
-from churn.registry import LOCK_NAME
+from churn.registry_lock import LOCK_NAME, LOCK_STALE_S
 from tests.conftest import ROOT
 from tests.reliability.conftest import Stack
 from tests.reliability.fault_proxy import FAULTS, Armed, FaultProxy
@@ -430,7 +430,7 @@ def test_every_registry_writer_takes_over_a_stale_lock_and_says_what_it_settled(
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     run_of_g0 = stack.client().get_model_version("churn", str(g0)).run_id
-    stale_age = registry.LOCK_STALE_S + 5
+    stale_age = LOCK_STALE_S + 5
     worker = Worker()
     try:
         for script, argv, pid, host, age_s, then in (

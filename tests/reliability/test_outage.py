@@ -26,7 +26,7 @@ import promote
 import register
 import rollback
 import train
-from churn.registry import LOCK_NAME
+from churn.registry_lock import LOCK_NAME
 from serve.api_models import EXAMPLE_ROWS
 from tests.reliability.conftest import BACKOFF_MAX_S, POLL_S, Stack
 from tests.serve_helpers import LoadResult, load_loop, wait_until

@@ -2,7 +2,7 @@
 register.py --alias champion racing them; a stale lock seen stale by several runs at once.
 
 Protection proved: every alias write (promote, rollback, register --alias) happens under the
-registry lock (churn/registry.py, `registry_lock`) after a read under it. Without the lock a run
+registry lock (churn/registry_lock.py) after a read under it. Without the lock a run
 that re-checked before another run's writes still writes over them; the deterministic
 interleavings below then leave @champion and @prev-champion from two different decisions while
 both runs report success. A stale lock is taken over by one run only (`_take_over`).
@@ -27,7 +27,7 @@ import promote
 import register
 import rollback
 from churn import ledger, registry
-from churn.registry import LOCK_NAME
+from churn.registry_lock import LOCK_NAME, LOCK_STALE_S, registry_lock
 from tests.conftest import Store
 from tests.integration.test_registry_scripts import versions_load  # noqa: F401  (autouse)
 from tests.reliability.conftest import Stack
@@ -157,7 +157,7 @@ def test_a_lock_left_by_a_dead_run_is_taken_over_once_stale(store: Store) -> Non
     with pytest.raises(registry.RegistryStateError, match=r"in progress \(promote, pid 1 on gone"):
         registry.rollback(store.client)
     assert store.aliases() == {"champion": 2, "prev-champion": 1, "challenger": 3}
-    with registry.registry_lock(store.client, "test", stale_after_s=0.0):
+    with registry_lock(store.client, "test", stale_after_s=0.0):
         held = store.client.get_registered_model(LOCK_NAME)
         assert held.tags["held_by"].startswith("test, pid ")
     assert [m.name for m in store.client.search_registered_models()] == ["churn"]
@@ -179,11 +179,11 @@ def test_a_takeover_left_by_a_dead_run_is_reported_not_repeated(store: Store) ->
     three_versions(store)
     client = store.client
     client.create_registered_model(LOCK_NAME, tags={"held_by": "promote, pid 1 on gone"})
-    _backdate(store.path, LOCK_NAME, registry.LOCK_STALE_S + 60)
+    _backdate(store.path, LOCK_NAME, LOCK_STALE_S + 60)
     created = client.get_registered_model(LOCK_NAME).creation_timestamp
     marker = f"{LOCK_NAME}.takeover.{created}"
     client.create_registered_model(marker)
-    _backdate(store.path, marker, registry.LOCK_STALE_S + 30)
+    _backdate(store.path, marker, LOCK_STALE_S + 30)
     with pytest.raises(registry.RegistryStateError) as excinfo:
         registry.rollback(client)
     assert str(excinfo.value) == (
@@ -340,10 +340,10 @@ def test_a_stale_lock_seen_by_three_processes_at_once_is_taken_over_by_one(
     after that one holding, and only if the lock is still that holding. With a plain delete and
     create (as before), the racers below, paused until all three have seen the lock stale, each
     delete the lock the previous one has just created and all three hold it at once."""
-    _leave_stale_lock(stack, age_s=registry.LOCK_STALE_S + 60)
+    _leave_stale_lock(stack, age_s=LOCK_STALE_S + 60)
     client = stack.client()
     held = client.get_registered_model(LOCK_NAME)
-    assert time.time() - held.creation_timestamp / 1000 > registry.LOCK_STALE_S
+    assert time.time() - held.creation_timestamp / 1000 > LOCK_STALE_S
     barrier = tmp_path / "barrier"
     barrier.mkdir()
     hold_s = 1.5
@@ -383,7 +383,7 @@ def test_register_with_an_alias_waits_for_no_one_and_changes_nothing_while_locke
     argv = ["--tracking-uri", stack.uri, "--run-id", run_id, "--alias", "champion"]
     argv += ["--force", "--reason", "the race test"]
     capsys.readouterr()
-    with registry.registry_lock(client, "rollback"):
+    with registry_lock(client, "rollback"):
         code = register.main(argv)
     out, err = capsys.readouterr()
     assert (code, out) == (3, "")

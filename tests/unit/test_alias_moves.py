@@ -204,12 +204,12 @@ class _RacedStore:
 
 
 def test_a_lock_or_takeover_released_during_our_create_is_a_lost_race_not_an_error() -> None:
-    from churn import registry
+    from churn import registry_lock
 
     store = _RacedStore()
-    assert registry._create_lock(store, "me", "token", 120.0) is False  # type: ignore[arg-type]
-    stale = registry._Lock("promote, pid 1 on gone", created_ms=1, age_s=500.0)
-    registry._take_over(store, stale, registry.LOCK_STALE_S)  # type: ignore[arg-type]
+    assert registry_lock._create_lock(store, "me", "token", 120.0) is False  # type: ignore[arg-type]
+    stale = registry_lock._Lock("promote, pid 1 on gone", created_ms=1, age_s=500.0)
+    registry_lock._take_over(store, stale, registry_lock.LOCK_STALE_S)  # type: ignore[arg-type]
     assert store.deleted == []  # someone else took it over: nothing of theirs deleted
 
 

@@ -8,7 +8,7 @@ from sklearn import metrics as skm
 
 from churn import evaluate
 from churn.evaluate import bootstrap_weights, paired_bootstrap, weighted_metric
-from churn.registry import Candidate, PairedDiff, format_paired, format_refusal, gate
+from churn.gate import Candidate, PairedDiff, format_paired, format_refusal, gate
 from churn.training import evaluate as sklearn_metrics
 
 

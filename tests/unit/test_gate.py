@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from churn.registry import (
+from churn.gate import (
     Candidate,
     PairedDiff,
     format_decision_header,
