@@ -58,9 +58,6 @@ SHARED_NAMES: dict[str, str] = {
     "answers): to rename, e.g. serve/errors.py -> serve/error_answers.py (issue 21, item 5)",
 }
 DOC = ROOT / "docs" / "architecture.md"
-# Paths the page names before they exist on this branch: the split of churn/registry.py (issue 21,
-# item 2). Once one exists the test says to remove it here.
-PENDING = {"churn/gate.py", "churn/registry_lock.py", "churn/promotion.py"}
 _SPAN = re.compile(r"`([^`\s]+)`")
 _PATH = re.compile(r"\.?[\w*-]+(\.[\w*-]+)*(/[\w.*-]+)*/?")
 _SUFFIXES = (".py", ".md", ".yml", ".yaml", ".json", ".toml", ".lock", ".env", ".sh")
@@ -278,10 +275,8 @@ def named_paths(markdown: str) -> set[str]:
 def test_every_path_the_architecture_page_names_exists() -> None:
     named = named_paths(DOC.read_text())
     assert len(named) > 40, named  # the page names the modules it describes
-    missing = sorted(p for p in named - PENDING if not any(ROOT.glob(p.rstrip("/"))))
+    missing = sorted(p for p in named if not any(ROOT.glob(p.rstrip("/"))))
     assert not missing, f"docs/architecture.md names paths that do not exist: {missing}"
-    landed = sorted(p for p in PENDING if (ROOT / p).exists())
-    assert not landed, f"{landed} exist now: remove them from PENDING in this test"
 
 
 def test_the_architecture_page_names_every_module_of_churn() -> None:
