@@ -252,9 +252,7 @@ def _trim(lines: list[str]) -> list[str]:
 def matches(expected: list[str], actual: list[str]) -> bool:
     """`actual` as `expected` shows it: `...` lines match any lines, placeholders any value of
     their kind, and each hex id on the page stands for one id in the output (and vice versa)."""
-    exp = [None if ln.strip() == ELLIPSIS else template(ln) for ln in _trim(expected)]
-    act = [template(ln) for ln in _trim(actual)]
-    pairs = _align(exp, act)
+    pairs = _paired_ids(expected, actual)
     if pairs is None:
         return False
     forward: dict[str, str] = {}
@@ -263,6 +261,12 @@ def matches(expected: list[str], actual: list[str]) -> bool:
         if forward.setdefault(e, a) != a or backward.setdefault(a, e) != e:
             return False
     return True
+
+
+def _paired_ids(expected: list[str], actual: list[str]) -> list[tuple[str, str]] | None:
+    """The page's hex ids paired with the output's, line by line; None when the lines differ."""
+    exp = [None if ln.strip() == ELLIPSIS else template(ln) for ln in _trim(expected)]
+    return _align(exp, [template(ln) for ln in _trim(actual)])
 
 
 def _align(
@@ -507,8 +511,7 @@ def rewrite(page: Path, outcomes: list[Outcome], ids: bool = False) -> int:
 def recaptured(expected: list[str], actual: list[str]) -> list[str] | None:
     """The page's lines with each hex id replaced by the one the run printed in its place
     (its `...` lines, timestamps and layout kept); None when they do not match."""
-    exp = [None if ln.strip() == ELLIPSIS else template(ln) for ln in _trim(expected)]
-    pairs = _align(exp, [template(ln) for ln in _trim(actual)])
+    pairs = _paired_ids(expected, actual)
     if pairs is None:
         return None
     ids = dict(pairs)
