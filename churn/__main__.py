@@ -28,6 +28,7 @@ from datetime import UTC
 from pathlib import Path
 
 from churn import cli, commands, pipeline, settings, tracking
+from churn.commands import drift_report
 from churn.errors import EXIT_CODES_HELP, RegistryStateError, UsageError
 
 PIPELINE_EXIT_HELP = """\
@@ -51,26 +52,7 @@ exit codes (retrain):
   2  usage error (bad month; data.source is a file, not the generator)
   4  tracking server or store unreachable or failing"""
 
-DRIFT_EXIT = 5
-DRIFT_EXIT_HELP = f"""\
-Each side is a generator month (YYYY-MM, with params.yaml's data.rows and seed) or a .parquet /
-.csv file in the Telco layout. --reference champion rebuilds the data the champion was trained
-on (from its run's params). --current http://HOST:PORT/monitoring/profile compares with what a
-running service has scored (histograms it keeps; no request is stored), e.g.
-  python -m churn drift --reference champion --current http://127.0.0.1:8000/monitoring/profile
-Prints a table (worst first), writes drift.json and drift.html (plots embedded) to --out-dir and
-logs both, with a psi.<feature> metric each, as a run of the experiment churn-drift. Prediction
-drift uses models:/churn@champion when there is one (against a service: the version it served).
-
-exit codes (drift):
-  0  no feature and no prediction PSI reached the alert threshold (warnings are reported)
-  2  usage error (bad flag, month or file; bad params.yaml)
-  3  registry state: --reference champion with no @champion, or the champion's version is
-     refused (not a model train.py wrote, or its artifact is missing or corrupt)
-  4  tracking server or store unreachable or failing
-  {DRIFT_EXIT}  drift: some PSI >= drift.psi_alert (or >= psi_warn with --fail-on warn).
-     Not 1: 1 means "the gate kept the champion" to CI. A workflow retrains on 5:
-     python -m churn drift ... ; [ $? -eq {DRIFT_EXIT} ] && make retrain SNAPSHOT=..."""
+DRIFT_EXIT = drift_report.DRIFT_EXIT  # (imported by CI and tests from here too)
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -247,83 +229,6 @@ def _retrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _drift(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from churn import data, drift, profile
-    from churn.errors import UsageError
-    from churn.registry_reads import alias_version
-
-    params = settings.load_params(args.params)
-    rows = args.rows or params.data.rows
-    seed = params.seed if args.seed is None else args.seed
-    # --current URL: what a running service scored (its traffic profile), not rows.
-    served = drift.fetch_profile(args.current) if drift.is_url(args.current) else None
-    current = None if served is not None else drift.load_sample(args.current, rows, seed)
-    uri = settings.tracking_uri(args.tracking_uri)
-    client = tracking.connect(uri)
-    with tracking.store_errors(uri):
-        champion = alias_version(client, settings.CHAMPION)
-        # Against a service, compare with the version it served (its predictions are in the
-        # profile), else with the current champion.
-        version = served.model_version if served and served.model_version else champion
-        if args.reference == drift.CHAMPION_REFERENCE:
-            if version is None:
-                raise RegistryStateError(
-                    f"--reference {drift.CHAMPION_REFERENCE}: no @{settings.CHAMPION} yet "
-                    "(run make pipeline), or pass a month or file"
-                )
-            reference, reference_name = drift.training_sample(client, version)
-        else:
-            reference = drift.load_sample(args.reference, rows, seed)
-            reference_name = drift.describe(args.reference, rows, seed)
-        predict = None
-        if version is not None:
-            from churn.loading import load_verified
-
-            # Checked against what train.py writes before any byte is deserialised: a corrupt
-            # or hostile version is refused with one line (exit 3).
-            predict = load_verified(
-                settings.MODEL_NAME, version, "point @champion at a loadable version"
-            ).predict
-    if served is not None:
-        if served.rows == 0:
-            raise UsageError(
-                f"--current {args.current}: the service has scored nothing since "
-                f"v{version} was loaded; send traffic first"
-            )
-        ref_features = data.features(reference)
-        ref_proba = np.asarray(predict(ref_features)) if predict is not None else None
-        report = drift.profile_report(
-            profile.from_frame(ref_features, ref_proba),
-            served,
-            params.drift,
-            reference_name,
-            f"{args.current} (v{served.model_version}, {served.rows:,} rows since "
-            f"{served.since[:19]})",
-            version,
-        )
-    else:
-        assert current is not None
-        report = drift.build_report(
-            reference,
-            current,
-            params.drift,
-            reference_name,
-            drift.describe(args.current, rows, seed),
-            predict,
-            version,
-        )
-    json_path, html_path = drift.write_outputs(report, args.out_dir)
-    with tracking.store_errors(uri):
-        run_id = drift.log_report(client, uri, report, [json_path, html_path])
-    cli.report_written(
-        "drift", drift.format_table(report), (json_path, html_path), run_id, drift.DRIFT_EXPERIMENT
-    )
-    failing = ("warn", "alert") if args.fail_on == "warn" else ("alert",)
-    return DRIFT_EXIT if report.level in failing else 0
-
-
 def _score_arguments(sp: argparse.ArgumentParser) -> None:
     from churn import score  # must not import pyspark at module level: --help stays fast
 
@@ -431,41 +336,6 @@ def _data_commands(command: Command) -> None:
     sp.set_defaults(func=_score)
 
 
-def _drift_command(command: Command) -> None:
-    sp = command(
-        "drift",
-        "PSI drift per feature and of the champion's predictions, reference -> current",
-        epilog=DRIFT_EXIT_HELP,
-    )
-    sp.add_argument(
-        "--reference",
-        required=True,
-        metavar="MONTH|FILE|champion",
-        help="e.g. 2026-07; champion: the data the champion was trained on",
-    )
-    sp.add_argument(
-        "--current",
-        required=True,
-        metavar="MONTH|FILE|URL",
-        help="e.g. 2026-10, or a running service's http://HOST:PORT/monitoring/profile",
-    )
-    sp.add_argument(
-        "--rows", type=cli.positive_int, help="rows per generated month (default: data.rows)"
-    )
-    sp.add_argument("--seed", type=int, help="generator seed (default: seed in params.yaml)")
-    sp.add_argument(
-        "--out-dir",
-        type=Path,
-        default=settings.REPORTS_DIR / "drift",
-        help="where drift.json and drift.html go (default: reports/drift)",
-    )
-    sp.add_argument(
-        "--fail-on", choices=("alert", "warn"), default="alert", help="level that exits 5"
-    )
-    sp.add_argument("--params", type=Path, default=settings.PARAMS_FILE, help=argparse.SUPPRESS)
-    sp.set_defaults(func=_drift)  # fmt: skip
-
-
 def _parser() -> argparse.ArgumentParser:
     """`churn`'s parser: every subcommand, the registry scripts listed (they parse their own)."""
     p = argparse.ArgumentParser(
@@ -492,7 +362,7 @@ def _parser() -> argparse.ArgumentParser:
 
     from churn.commands import live
 
-    for add in (_data_commands, _registry_commands, _drift_command, live.add_commands):
+    for add in (_data_commands, _registry_commands, drift_report.add_command, live.add_commands):
         add(command)
     return p
 
