@@ -40,7 +40,7 @@ from pathlib import Path
 from churn import cli, promotion, registry, settings, tracking
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = cli.parser("promote.py", __doc__ or "")
     p.add_argument("--metric", choices=settings.METRICS, help="gate metric (default: params.yaml)")
     p.add_argument("--epsilon", type=float, help="required margin (default: params.yaml)")
@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         "--reevaluate",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="score both versions on one fresh holdout (default: when the challenger's data is "
-        "here); --no-reevaluate compares logged metrics",
+        help="score both versions on one fresh holdout (default: when the challenger's "
+        "data is here); --no-reevaluate compares logged metrics",
     )
     p.add_argument(
         "--data",
@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         "--evidence",
         choices=promotion.EVIDENCE,
         default=promotion.HOLDOUT,
-        help="holdout (default): score both on one holdout; live: the latest churn live-eval "
-        "of these two versions (the outcomes of the customers each served)",
+        help="holdout (default): score both on one holdout; live: the latest churn "
+        "live-eval of these two versions (the outcomes of the customers each served)",
     )
     args = p.parse_args(argv)
     if args.epsilon is not None and not args.epsilon >= 0:
@@ -75,35 +75,46 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"argument --resamples: must be >= 100, got {args.resamples}")
     if args.holdout is not None and args.reevaluate is False:
         p.error("argument --holdout: not allowed with --no-reevaluate")
-    if args.evidence == promotion.LIVE:
-        given = [f for f, v in (("--holdout", args.holdout), ("--resamples", args.resamples),
-                                ("--reevaluate", args.reevaluate)) if v is not None]  # fmt: skip
-        if given:
-            p.error(f"argument --evidence live: not allowed with {', '.join(given)}")
+    live_only = (
+        ("--holdout", args.holdout),
+        ("--resamples", args.resamples),
+        ("--reevaluate", args.reevaluate),
+    )
+    given = [flag for flag, value in live_only if value is not None]
+    if args.evidence == promotion.LIVE and given:
+        p.error(f"argument --evidence live: not allowed with {', '.join(given)}")
+    return args  # fmt: skip
+
+
+def options(args: argparse.Namespace, params: settings.Params) -> promotion.Options:
+    """The promotion the flags ask for, params.yaml filling in what they leave out."""
+    return promotion.Options(
+        metric=args.metric or params.gate.metric,
+        epsilon=params.gate.epsilon if args.epsilon is None else args.epsilon,
+        dry_run=args.dry_run,
+        reevaluate=args.reevaluate,
+        holdout=promotion.Holdout(
+            data_path=args.data,
+            holdout_path=args.holdout,
+            required=args.reevaluate is True or args.holdout is not None,
+            resamples=args.resamples,
+        ),
+        record=not args.dry_run,
+        evidence=args.evidence,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
 
     def body() -> int:
         params = settings.load_params()
-        options = promotion.Options(
-            metric=args.metric or params.gate.metric,
-            epsilon=params.gate.epsilon if args.epsilon is None else args.epsilon,
-            dry_run=args.dry_run,
-            reevaluate=args.reevaluate,
-            holdout=promotion.Holdout(
-                data_path=args.data,
-                holdout_path=args.holdout,
-                required=args.reevaluate is True or args.holdout is not None,
-                resamples=args.resamples,
-            ),
-            record=not args.dry_run,
-            evidence=args.evidence,
-        )
         uri = settings.tracking_uri(args.tracking_uri)
-        client = tracking.connect(uri, writes=True)
         result = promotion.run(
-            client,
+            tracking.connect(uri, writes=True),
             uri,
             params,
-            options,
+            options(args, params),
             note=lambda msg: print(f"promote.py: {msg}", file=sys.stderr),
             verify=registry.loads(f"register a loadable @{settings.CHALLENGER}"),
         )

@@ -13,10 +13,12 @@ becomes @prev-champion first, so rollback.py undoes it.
 
 from __future__ import annotations
 
+import argparse
+
 from churn import cli, describe, registry, settings, tracking
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = cli.parser("register.py", __doc__ or "")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--run-id", metavar="ID", help="the run whose 'model' artifact to register")
@@ -46,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error("argument --force: only with --alias")
     if args.alias is not None and not _valid_alias(args.alias):
         p.error(f"argument --alias: '{args.alias}' is not a valid alias (letters, digits, - and _)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
 
     def body() -> int:
         uri = settings.tracking_uri(args.tracking_uri)
