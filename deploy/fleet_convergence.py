@@ -208,6 +208,70 @@ def start_replica(
     return Replica(f"http://127.0.0.1:{port}", proc, tmpdir)
 
 
+def start_server(stack: contextlib.ExitStack, work: Path) -> str:
+    """One `mlflow server` on a SQLite store in `work`, webhooks allowed to this host: its URI."""
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    server_env = base_env(
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
+        MLFLOW_WEBHOOK_ALLOWED_SCHEMES="http,https",
+        MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS="true",
+        MLFLOW_WEBHOOK_CACHE_TTL=str(WEBHOOK_CACHE_TTL_S),
+    )
+    server_argv = [
+        str(BIN / "mlflow"), "server",
+        "--backend-store-uri", f"sqlite:///{work / 'mlflow.db'}",
+        "--artifacts-destination", str(work / "artifacts"),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    server = stack.enter_context(process(server_argv, work / "mlflow.log", server_env))
+    wait_for_http(f"{uri}/health", timeout=120, proc=server)
+    return uri
+
+
+def start_fleet(
+    stack: contextlib.ExitStack, work: Path, uri: str, args: argparse.Namespace, rng: random.Random
+) -> list[Replica]:
+    """`args.replicas` replicas started out of phase, like pods started at different times."""
+    replicas: list[Replica] = []
+    for i in range(args.replicas):
+        if i:
+            time.sleep(rng.uniform(0, args.interval))
+        replicas.append(start_replica(stack, work, i, uri, args.interval))
+    for replica in replicas:
+        wait_for_http(f"{replica.url}/ready", timeout=180, proc=replica.proc)
+    return replicas
+
+
+def measure_modes(
+    client: MlflowClient, replicas: list[Replica], args: argparse.Namespace, rng: random.Random,
+    versions: tuple[int, int],
+) -> list[Round]:  # fmt: skip
+    """`args.rounds` promotions per mode, in MODES order (each mode adds webhooks, none removes
+    one), alternating the served version; each round timed until every replica serves it."""
+    v1, v2 = versions
+    rounds: list[Round] = []
+    served, hooks = v1, 0
+    for mode in args.modes:
+        for i in range(hooks, {"poll": 0, "webhook-one": 1}.get(mode, len(replicas))):
+            client.create_webhook(
+                name=f"replica-{i}",
+                url=f"{replicas[i].url}/webhooks/mlflow",
+                events=["model_version_alias.created"],
+                secret=SECRET,
+            )
+            hooks += 1
+        time.sleep(WEBHOOK_CACHE_TTL_S + 1)
+        for _ in range(args.rounds):
+            time.sleep(rng.uniform(0, args.interval))
+            served = v2 if served == v1 else v1
+            done = promote_round(client, replicas, mode, served, 2 * args.interval + 60)
+            rounds.append(done)
+            each = ", ".join(f"{s:.2f}" for s in done.seconds)
+            print(f"  {mode:<12} v{served}: {each} s", flush=True)
+    return rounds
+
+
 def run(args: argparse.Namespace) -> int:
     # Training's chatter (run links, schema hints) is not what this script reports.
     quiet_mlflow(level="ERROR")
@@ -221,56 +285,15 @@ def run(args: argparse.Namespace) -> int:
             work.mkdir(parents=True)
         else:
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fleet-")))
-        port = free_port()
-        uri = f"http://127.0.0.1:{port}"
-        server_env = base_env(
-            MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
-            MLFLOW_WEBHOOK_ALLOWED_SCHEMES="http,https",
-            MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS="true",
-            MLFLOW_WEBHOOK_CACHE_TTL=str(WEBHOOK_CACHE_TTL_S),
-        )
-        server_argv = [
-            str(BIN / "mlflow"), "server",
-            "--backend-store-uri", f"sqlite:///{work / 'mlflow.db'}",
-            "--artifacts-destination", str(work / "artifacts"),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        ]  # fmt: skip
-        server = stack.enter_context(process(server_argv, work / "mlflow.log", server_env))
-        wait_for_http(f"{uri}/health", timeout=120, proc=server)
+        uri = start_server(stack, work)
         print(f"mlflow server {uri}; training two versions", flush=True)
         os.environ.update(MLFLOW_TRACKING_URI=uri, MLFLOW_DISABLE_TELEMETRY="true")
         v1, v2 = train_two(uri, work)
         client = tracking.connect(uri)
         client.set_registered_model_alias(MODEL_NAME, CHAMPION, str(v1))
-
-        replicas: list[Replica] = []
-        for i in range(args.replicas):
-            if i:  # out of phase, like pods started at different times
-                time.sleep(rng.uniform(0, args.interval))
-            replicas.append(start_replica(stack, work, i, uri, args.interval))
-        for replica in replicas:
-            wait_for_http(f"{replica.url}/ready", timeout=180, proc=replica.proc)
+        replicas = start_fleet(stack, work, uri, args, rng)
         print(f"{len(replicas)} replicas serving v{v1}, polling every {args.interval:g} s")
-
-        rounds: list[Round] = []
-        served, hooks = v1, 0
-        for mode in args.modes:  # in MODES order: each mode adds webhooks, none removes one
-            for i in range(hooks, {"poll": 0, "webhook-one": 1}.get(mode, len(replicas))):
-                client.create_webhook(
-                    name=f"replica-{i}",
-                    url=f"{replicas[i].url}/webhooks/mlflow",
-                    events=["model_version_alias.created"],
-                    secret=SECRET,
-                )
-                hooks += 1
-            time.sleep(WEBHOOK_CACHE_TTL_S + 1)
-            for _ in range(args.rounds):
-                time.sleep(rng.uniform(0, args.interval))
-                served = v2 if served == v1 else v1
-                done = promote_round(client, replicas, mode, served, 2 * args.interval + 60)
-                rounds.append(done)
-                each = ", ".join(f"{s:.2f}" for s in done.seconds)
-                print(f"  {mode:<12} v{served}: {each} s", flush=True)
+        rounds = measure_modes(client, replicas, args, rng, (v1, v2))
         report(rounds, replicas, args.interval)
     return 0
 
