@@ -109,13 +109,17 @@ def positive_int(text: str) -> int:
 
 
 def iso_time(text: str) -> datetime:
-    """argparse type: an ISO date or time, UTC unless it carries an offset."""
+    """argparse type: an ISO date or time, UTC unless it carries an offset; `now`, or `today`
+    (its midnight, UTC)."""
+    now = datetime.now(UTC)
+    if text in ("now", "today"):
+        return now if text == "now" else now.replace(hour=0, minute=0, second=0, microsecond=0)
     try:
         at = datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"'{text}' is not an ISO time like 2026-11-20 or 2026-11-20T14:00 (UTC unless an "
-            "offset is given)"
+            "offset is given), now or today"
         ) from None
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 

@@ -12,7 +12,7 @@ ingesting half a file would bias every figure computed from it.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -96,15 +96,18 @@ def read_labels(path: Path) -> pd.DataFrame:
     )
 
 
-def from_generator(snapshot: str, rows: int, seed: int) -> pd.DataFrame:
+def from_generator(
+    snapshot: str, rows: int, seed: int, observed_at: datetime | None = None
+) -> pd.DataFrame:
     """The outcomes of a generated month's customers, as a labels file would carry them: the
     generator knows who churns. Observed at the end of the following month, when a CRM would
-    report that a customer scored during `snapshot` has left (or not)."""
+    report that a customer scored during `snapshot` has left (or not), unless `observed_at`."""
     from churn.data import generate
 
     customers = generate(rows=rows, seed=seed, snapshot=snapshot)
     start = pd.Timestamp(f"{snapshot}-01", tz="UTC")
-    observed = start + pd.DateOffset(months=2) - pd.Timedelta(seconds=1)
+    end_of_next_month = start + pd.DateOffset(months=2) - pd.Timedelta(seconds=1)
+    observed = end_of_next_month if observed_at is None else pd.Timestamp(observed_at)
     return pd.DataFrame(
         {
             schema.ID_COLUMN: customers[schema.ID_COLUMN],

@@ -18,7 +18,8 @@ Reads who churned (customerID, churned, observed_at; CSV or Parquet), checks eve
 stores them beside the prediction log (LOG/outcomes/). A file with a bad row is refused whole,
 naming the rows and what is wrong with each: nothing is ingested. With --generate YYYY-MM it
 writes FILE instead: the outcomes of that generated month's customers (the generator knows who
-churns), observed at the end of the following month.
+churns), observed at the end of the following month (or at --observed-at, e.g. now: the course
+scores a month's customers today and judges them at once).
 
 exit codes (outcomes):
   0  ingested
@@ -59,7 +60,9 @@ def _outcomes(args: argparse.Namespace) -> int:
 
     if args.generate is not None:
         params = settings.load_params(args.params)
-        labels = outcomes.from_generator(args.generate, args.rows or params.data.rows, params.seed)
+        labels = outcomes.from_generator(
+            args.generate, args.rows or params.data.rows, params.seed, args.observed_at
+        )
         args.labels.parent.mkdir(parents=True, exist_ok=True)
         labels.to_csv(args.labels, index=False)
         print(f"outcomes: {len(labels)} outcomes of {args.generate}'s customers -> {args.labels}")
@@ -86,10 +89,10 @@ def _live_eval(args: argparse.Namespace) -> int:
     joined = outcomes.join(log, predlog.read_outcomes(loc), timedelta(days=args.window))
     need = live_eval.Evidence(args.min_outcomes, args.min_churners)
     params = settings.load_params(args.params)
+    since, until = (f"{t:%Y-%m-%dT%H:%M}" for t in (args.since, args.until))
     report = live_eval.evaluate(
-        joined, f"{args.since:%Y-%m-%d}", f"{args.until:%Y-%m-%d}", params.gate.metric, need,
-        args.resamples, params.seed,
-    )  # fmt: skip
+        joined, since, until, params.gate.metric, need, args.resamples, params.seed
+    )
     files = live_eval.write_outputs(report, args.out_dir)
     uri = settings.tracking_uri(args.tracking_uri)
     client = tracking.connect(uri)
@@ -107,6 +110,9 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     sp.add_argument("--generate", metavar="YYYY-MM", type=_month,
                     help="write FILE: the generator's outcomes of that month (course)")  # fmt: skip
     sp.add_argument("--rows", type=cli.positive_int, help="with --generate (default: data.rows)")
+    sp.add_argument("--observed-at", type=cli.iso_time, metavar="TIME",
+                    help="with --generate: when the outcomes were observed (default: the end of "
+                    "the following month; now for the course)")  # fmt: skip
     sp.add_argument("--params", type=Path, default=settings.PARAMS_FILE, help=argparse.SUPPRESS)
     sp.add_argument("--log", metavar="DIR|s3://…", help=f"prediction log (default: ${LOG_ENV})")
     sp.set_defaults(func=_outcomes)
@@ -115,7 +121,11 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
         "live-eval", "champion vs challenger on live outcomes (AUC, calibration)", LIVE_EVAL_HELP
     )
     sp.add_argument(
-        "--since", type=cli.iso_time, required=True, metavar="TIME", help="e.g. 2026-11-01"
+        "--since",
+        type=cli.iso_time,
+        required=True,
+        metavar="TIME",
+        help="e.g. 2026-11-01, today",
     )
     sp.add_argument("--until", type=cli.iso_time, required=True, metavar="TIME", help="exclusive")
     sp.add_argument("--log", metavar="DIR|s3://…", help=f"prediction log (default: ${LOG_ENV})")
