@@ -18,6 +18,7 @@ from serve.app import create_app
 from serve.config import ServeSettings
 from serve.workers import ReloadBroadcast
 from tests.serve_helpers import FakeRegistry, wait_until
+from tests.unit.test_serve import SECRET, alias_event, signed
 
 TICK_S = 0.01
 
@@ -127,8 +128,8 @@ def test_a_worker_of_several_announces_admin_reloads_and_follows_the_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The app wired as one of several workers (the broadcast forced on): it takes requests only
-    after its first check, /admin/reload announces to the others, an announcement by another
-    worker makes it re-check and swap, and its shutdown removes the shared directory."""
+    after its first check, /admin/reload and a webhook announce to the others, an announcement
+    by another worker makes it re-check and swap, and its shutdown removes the shared directory."""
     shared = tmp_path / "churn-serve-1"
     monkeypatch.setattr(
         workers.ReloadBroadcast,
@@ -139,8 +140,9 @@ def test_a_worker_of_several_announces_admin_reloads_and_follows_the_others(
     registry.add(1, champion=True)
     registry.add(2)
     settings = ServeSettings(
-        tracking_uri="sqlite:///fake.db", reload_interval=0, admin_token=SecretStr("t")
-    )
+        tracking_uri="sqlite:///fake.db", reload_interval=0, admin_token=SecretStr("t"),
+        webhook_secret=SecretStr(SECRET),
+    )  # fmt: skip
     other = ReloadBroadcast(shared, TICK_S)  # another worker of the same server
     with TestClient(create_app(settings, registry=registry)) as client:
         info = client.get("/model").json()  # no wait: the first check ended before start-up did
@@ -151,6 +153,12 @@ def test_a_worker_of_several_announces_admin_reloads_and_follows_the_others(
             client.post("/admin/reload", headers={"Authorization": "Bearer t"}).status_code == 200
         )
         assert other._read() != before  # the others were told
+        before = other._read()
+        event = alias_event()
+        assert (
+            client.post("/webhooks/mlflow", content=event, headers=signed(event)).status_code == 202
+        )
+        assert other._read() != before  # a webhook too
         registry.aliases["champion"] = 2
         other.announce()
         assert wait_until(lambda: client.get("/ready").json()["model"]["version"] == 2, 5)
