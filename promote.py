@@ -12,6 +12,10 @@ a tie is refused. The evaluation is logged to the experiment
 churn-evaluations, with the holdout; the promoted version is tagged validated_on_md5.
 When that data is not here (or the challenger records none), and with --no-reevaluate, the
 logged metrics are compared (fair only if both runs were evaluated on the same split).
+With --evidence live the scores are the outcomes of the customers each version served (the split
+traffic's prediction log joined to `churn outcomes`): the latest `churn live-eval` run of exactly
+this champion and challenger with enough outcomes, its unpaired bootstrap interval in place of the
+paired one, the same rule; that run is the decision's evidence on the ledger.
 
 On success @prev-champion is set to the old champion first, @champion moves, @challenger is
 removed, and the new champion is tagged promoted_over / validated_by. With no champion yet (cold
@@ -24,6 +28,7 @@ not be promoted is retired with: churn retire --reason "why".
     python promote.py --metric auc --epsilon 0.002
     python promote.py --no-reevaluate    # gate on the logged metrics
     python promote.py --holdout sample.parquet   # score both on this file instead
+    python promote.py --evidence live    # gate on live outcomes (churn live-eval's latest run)
 """
 
 from __future__ import annotations
@@ -56,6 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--holdout", type=Path, help="score both on this parquet/CSV file instead")
     p.add_argument("--resamples", type=int, help="bootstrap resamples (default: params.yaml)")
+    p.add_argument(
+        "--evidence",
+        choices=promotion.EVIDENCE,
+        default=promotion.HOLDOUT,
+        help="holdout (default): score both on one holdout; live: the latest churn live-eval "
+        "of these two versions (the outcomes of the customers each served)",
+    )
     args = p.parse_args(argv)
     if args.epsilon is not None and not args.epsilon >= 0:
         p.error(f"argument --epsilon: must be >= 0, got {args.epsilon}")
@@ -63,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"argument --resamples: must be >= 100, got {args.resamples}")
     if args.holdout is not None and args.reevaluate is False:
         p.error("argument --holdout: not allowed with --no-reevaluate")
+    if args.evidence == promotion.LIVE:
+        given = [f for f, v in (("--holdout", args.holdout), ("--resamples", args.resamples),
+                                ("--reevaluate", args.reevaluate)) if v is not None]  # fmt: skip
+        if given:
+            p.error(f"argument --evidence live: not allowed with {', '.join(given)}")
 
     def body() -> int:
         params = settings.load_params()
@@ -78,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                 resamples=args.resamples,
             ),
             record=not args.dry_run,
+            evidence=args.evidence,
         )
         uri = settings.tracking_uri(args.tracking_uri)
         client = tracking.connect(uri, writes=True)

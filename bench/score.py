@@ -41,7 +41,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.serve import MODEL_URI, ensure_champion, report, store_uri
+from bench.serve import BENCH_ERRORS, MODEL_URI, ensure_champion, finish, store_uri
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -472,18 +472,11 @@ def table(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    opts = parse_args(argv)
     from churn.cli import quiet_mlflow
     from churn.errors import ChurnError
 
     quiet_mlflow()
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    try:
-        result = run(opts)
-    except (RuntimeError, OSError, ChurnError) as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
-    return report(result, table(result), opts.output)
+    return finish("bench", run, table, parse_args(argv), (*BENCH_ERRORS, ChurnError))
 
 
 if __name__ == "__main__":

@@ -1247,13 +1247,28 @@ def run(opts: Options) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    opts = parse_args(argv)
-    # Progress lines, not a "Downloading artifacts" bar each time the reference model loads.
+    return finish("bench", run, table, parse_args(argv))
+
+
+# What a benchmark may fail with that is the machine's or the setup's, not a bug: one line, exit 1.
+BENCH_ERRORS: tuple[type[BaseException], ...] = (RuntimeError, TimeoutError, OSError)
+
+
+def finish(
+    prog: str,
+    run: Callable[[Any], dict[str, Any]],
+    table: Callable[[dict[str, Any]], str],
+    opts: Any,
+    errors: tuple[type[BaseException], ...] = BENCH_ERRORS,
+) -> int:
+    """Every benchmark's main: run it, then print its table and write its JSON (`report`); a
+    failure it can name is one line on stderr and exit 1."""
+    # Progress lines, not a "Downloading artifacts" bar each time a reference model loads.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         result = run(opts)
-    except (RuntimeError, TimeoutError, OSError) as exc:
-        print(f"bench: {exc}", file=sys.stderr)
+    except errors as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     return report(result, table(result), opts.output)
 

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
 
 from churn import cli, commands, pipeline, settings, tracking
+from churn.commands import drift_report
 from churn.errors import EXIT_CODES_HELP, RegistryStateError, UsageError
 
 PIPELINE_EXIT_HELP = """\
@@ -50,26 +52,7 @@ exit codes (retrain):
   2  usage error (bad month; data.source is a file, not the generator)
   4  tracking server or store unreachable or failing"""
 
-DRIFT_EXIT = 5
-DRIFT_EXIT_HELP = f"""\
-Each side is a generator month (YYYY-MM, with params.yaml's data.rows and seed) or a .parquet /
-.csv file in the Telco layout. --reference champion rebuilds the data the champion was trained
-on (from its run's params). --current http://HOST:PORT/monitoring/profile compares with what a
-running service has scored (histograms it keeps; no request is stored), e.g.
-  python -m churn drift --reference champion --current http://127.0.0.1:8000/monitoring/profile
-Prints a table (worst first), writes drift.json and drift.html (plots embedded) to --out-dir and
-logs both, with a psi.<feature> metric each, as a run of the experiment churn-drift. Prediction
-drift uses models:/churn@champion when there is one (against a service: the version it served).
-
-exit codes (drift):
-  0  no feature and no prediction PSI reached the alert threshold (warnings are reported)
-  2  usage error (bad flag, month or file; bad params.yaml)
-  3  registry state: --reference champion with no @champion, or the champion's version is
-     refused (not a model train.py wrote, or its artifact is missing or corrupt)
-  4  tracking server or store unreachable or failing
-  {DRIFT_EXIT}  drift: some PSI >= drift.psi_alert (or >= psi_warn with --fail-on warn).
-     Not 1: 1 means "the gate kept the champion" to CI. A workflow retrains on 5:
-     python -m churn drift ... ; [ $? -eq {DRIFT_EXIT} ] && make retrain SNAPSHOT=..."""
+DRIFT_EXIT = drift_report.DRIFT_EXIT  # (imported by CI and tests from here too)
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -246,87 +229,6 @@ def _retrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _drift(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from churn import data, drift, profile
-    from churn.errors import UsageError
-    from churn.registry_reads import alias_version
-
-    params = settings.load_params(args.params)
-    rows = args.rows or params.data.rows
-    seed = params.seed if args.seed is None else args.seed
-    # --current URL: what a running service scored (its traffic profile), not rows.
-    served = drift.fetch_profile(args.current) if drift.is_url(args.current) else None
-    current = None if served is not None else drift.load_sample(args.current, rows, seed)
-    uri = settings.tracking_uri(args.tracking_uri)
-    client = tracking.connect(uri)
-    with tracking.store_errors(uri):
-        champion = alias_version(client, settings.CHAMPION)
-        # Against a service, compare with the version it served (its predictions are in the
-        # profile), else with the current champion.
-        version = served.model_version if served and served.model_version else champion
-        if args.reference == drift.CHAMPION_REFERENCE:
-            if version is None:
-                raise RegistryStateError(
-                    f"--reference {drift.CHAMPION_REFERENCE}: no @{settings.CHAMPION} yet "
-                    "(run make pipeline), or pass a month or file"
-                )
-            reference, reference_name = drift.training_sample(client, version)
-        else:
-            reference = drift.load_sample(args.reference, rows, seed)
-            reference_name = drift.describe(args.reference, rows, seed)
-        predict = None
-        if version is not None:
-            from churn.loading import load_verified
-
-            # Checked against what train.py writes before any byte is deserialised: a corrupt
-            # or hostile version is refused with one line (exit 3).
-            predict = load_verified(
-                settings.MODEL_NAME, version, "point @champion at a loadable version"
-            ).predict
-    if served is not None:
-        if served.rows == 0:
-            raise UsageError(
-                f"--current {args.current}: the service has scored nothing since "
-                f"v{version} was loaded; send traffic first"
-            )
-        ref_features = data.features(reference)
-        ref_proba = np.asarray(predict(ref_features)) if predict is not None else None
-        report = drift.profile_report(
-            profile.from_frame(ref_features, ref_proba),
-            served,
-            params.drift,
-            reference_name,
-            f"{args.current} (v{served.model_version}, {served.rows:,} rows since "
-            f"{served.since[:19]})",
-            version,
-        )
-    else:
-        assert current is not None
-        report = drift.build_report(
-            reference,
-            current,
-            params.drift,
-            reference_name,
-            drift.describe(args.current, rows, seed),
-            predict,
-            version,
-        )
-    json_path, html_path = drift.write_outputs(report, args.out_dir)
-    with tracking.store_errors(uri):
-        run_id = drift.log_report(client, uri, report, [json_path, html_path])
-    for line in drift.format_table(report):
-        print(line)
-    print(
-        f"drift: wrote {json_path} and {html_path}; MLflow run {run_id} "
-        f"(experiment {drift.DRIFT_EXPERIMENT})",
-        file=sys.stderr,
-    )
-    failing = ("warn", "alert") if args.fail_on == "warn" else ("alert",)
-    return DRIFT_EXIT if report.level in failing else 0
-
-
 def _score_arguments(sp: argparse.ArgumentParser) -> None:
     from churn import score  # must not import pyspark at module level: --help stays fast
 
@@ -379,12 +281,63 @@ def _version() -> str:
         return "unknown (not installed: make setup)"
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in commands.SCRIPTS:
-        # The registry scripts parse their own flags: one parser, one output, either spelling.
-        name = argv[0]
-        return cli.run(f"churn {name}", lambda: commands.main_of(name)(argv[1:]))
+Command = Callable[..., argparse.ArgumentParser]  # (name, help, epilog=None) -> its parser
+
+
+def _registry_commands(command: Command) -> None:
+    """Reading the registry and the ledger, and retiring a challenger."""
+    sp = command("lineage", "trace an alias to its version, run, commit and data")
+    sp.add_argument("--alias", default=settings.CHAMPION, help="default: champion")
+    sp.set_defaults(func=_lineage)
+    command("status", "print who is champion, in one line").set_defaults(func=_status)
+    sp = command(
+        "versions",
+        "every version of the model: aliases, gate metric, data md5, created, marks",
+        epilog=VERSIONS_EXIT_HELP,
+    )
+    sp.add_argument("--json", action="store_true", help="one JSON document, for scripts")
+    sp.set_defaults(func=_versions)
+    sp = command(
+        "retire",
+        "remove @challenger with a reason; its version is tagged retired, on the ledger",
+        epilog=RETIRE_EXIT_HELP,
+    )
+    sp.add_argument("--reason", required=True, metavar="TEXT", help="why (on the ledger)")
+    sp.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
+    sp.set_defaults(func=_retire)
+    sp = command("history", "every alias move on the ledger, newest first")
+    sp.add_argument("--at", type=cli.iso_time, metavar="TIME", help="who was @champion at TIME")
+    sp.add_argument("--limit", type=cli.positive_int, default=20, metavar="N", help="default: 20")
+    sp.set_defaults(func=_history)
+
+
+def _data_commands(command: Command) -> None:
+    """The data, the pipeline, retraining and batch scoring."""
+    sp = command("prepare", "build data/customers.parquet from the source in params.yaml")
+    sp.add_argument("--params", type=Path, default=settings.PARAMS_FILE)
+    sp.add_argument("--out", type=Path, default=settings.DATA_FILE)
+    sp.set_defaults(func=_prepare)
+    command(
+        "pipeline", "dvc repro, then promote.py, then status", epilog=PIPELINE_EXIT_HELP
+    ).set_defaults(func=_pipeline)
+    sp = command(
+        "retrain",
+        "set data.snapshot to a new month, dvc repro -> a new @challenger",
+        epilog=RETRAIN_EXIT_HELP,
+    )
+    sp.add_argument("--snapshot", required=True, metavar="YYYY-MM", help="the month to train on")
+    sp.add_argument("--params", type=Path, default=settings.PARAMS_FILE, help=argparse.SUPPRESS)
+    sp.set_defaults(func=_retrain)
+    sp = command(
+        "score",
+        "score CSV/Parquet files with @champion on Apache Spark (nightly batch scoring)",
+    )
+    _score_arguments(sp)
+    sp.set_defaults(func=_score)
+
+
+def _parser() -> argparse.ArgumentParser:
+    """`churn`'s parser: every subcommand, the registry scripts listed (they parse their own)."""
     p = argparse.ArgumentParser(
         prog="churn",
         description=__doc__,
@@ -396,111 +349,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, purpose in commands.SCRIPTS.items():
-        # Listed in --help; never parsed here (dispatched above).
+        # Listed in --help; never parsed here (dispatched in main).
         sub.add_parser(name, help=purpose, add_help=False)
 
     def command(name: str, help_text: str, epilog: str | None = None) -> argparse.ArgumentParser:
         sp = sub.add_parser(
-            name,
-            help=help_text,
-            description=help_text,
-            epilog=epilog,
+            name, help=help_text, description=help_text, epilog=epilog,
             formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
+        )  # fmt: skip
         sp.add_argument("--tracking-uri", metavar="URI", help="MLflow tracking/registry URI")
         return sp
 
-    sp = command("prepare", "build data/customers.parquet from the source in params.yaml")
-    sp.add_argument("--params", type=Path, default=settings.PARAMS_FILE)
-    sp.add_argument("--out", type=Path, default=settings.DATA_FILE)
-    sp.set_defaults(func=_prepare)
-
-    sp = command("lineage", "trace an alias to its version, run, commit and data")
-    sp.add_argument("--alias", default=settings.CHAMPION, help="default: champion")
-    sp.set_defaults(func=_lineage)
-
-    command("status", "print who is champion, in one line").set_defaults(func=_status)
-
-    sp = command(
-        "versions",
-        "every version of the model: aliases, gate metric, data md5, created, marks",
-        epilog=VERSIONS_EXIT_HELP,
-    )
-    sp.add_argument("--json", action="store_true", help="one JSON document, for scripts")
-    sp.set_defaults(func=_versions)
-
-    sp = command(
-        "retire",
-        "remove @challenger with a reason; its version is tagged retired, on the ledger",
-        epilog=RETIRE_EXIT_HELP,
-    )
-    sp.add_argument("--reason", required=True, metavar="TEXT", help="why (on the ledger)")
-    sp.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
-    sp.set_defaults(func=_retire)
-
-    command(
-        "pipeline", "dvc repro, then promote.py, then status", epilog=PIPELINE_EXIT_HELP
-    ).set_defaults(func=_pipeline)
-
-    sp = command(
-        "retrain",
-        "set data.snapshot to a new month, dvc repro -> a new @challenger",
-        epilog=RETRAIN_EXIT_HELP,
-    )
-    sp.add_argument("--snapshot", required=True, metavar="YYYY-MM", help="the month to train on")
-    sp.add_argument("--params", type=Path, default=settings.PARAMS_FILE, help=argparse.SUPPRESS)
-    sp.set_defaults(func=_retrain)
-
-    sp = command(
-        "drift",
-        "PSI drift per feature and of the champion's predictions, reference -> current",
-        epilog=DRIFT_EXIT_HELP,
-    )
-    sp.add_argument(
-        "--reference",
-        required=True,
-        metavar="MONTH|FILE|champion",
-        help="e.g. 2026-07; champion: the data the champion was trained on",
-    )
-    sp.add_argument(
-        "--current",
-        required=True,
-        metavar="MONTH|FILE|URL",
-        help="e.g. 2026-10, or a running service's http://HOST:PORT/monitoring/profile",
-    )
-    sp.add_argument(
-        "--rows", type=cli.positive_int, help="rows per generated month (default: data.rows)"
-    )
-    sp.add_argument("--seed", type=int, help="generator seed (default: seed in params.yaml)")
-    sp.add_argument(
-        "--out-dir",
-        type=Path,
-        default=settings.REPORTS_DIR / "drift",
-        help="where drift.json and drift.html go (default: reports/drift)",
-    )
-    sp.add_argument(
-        "--fail-on", choices=("alert", "warn"), default="alert", help="level that exits 5"
-    )
-    sp.add_argument("--params", type=Path, default=settings.PARAMS_FILE, help=argparse.SUPPRESS)
-    sp.set_defaults(func=_drift)
-
-    sp = command(
-        "score",
-        "score CSV/Parquet files with @champion on Apache Spark (nightly batch scoring)",
-    )
-    _score_arguments(sp)
-    sp.set_defaults(func=_score)
-
-    sp = command("history", "every alias move on the ledger, newest first")
-    sp.add_argument("--at", type=cli.iso_time, metavar="TIME", help="who was @champion at TIME")
-    sp.add_argument("--limit", type=cli.positive_int, default=20, metavar="N", help="default: 20")
-    sp.set_defaults(func=_history)
-
     from churn.commands import live
 
-    live.add_commands(command)
+    for add in (_data_commands, _registry_commands, drift_report.add_command, live.add_commands):
+        add(command)
+    return p
 
-    args = p.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in commands.SCRIPTS:
+        # The registry scripts parse their own flags: one parser, one output, either spelling.
+        name = argv[0]
+        return cli.run(f"churn {name}", lambda: commands.main_of(name)(argv[1:]))
+    args = _parser().parse_args(argv)
     return cli.run(f"churn {args.command}", lambda: int(args.func(args)))
 
 

@@ -10,8 +10,9 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from churn import redact
 from churn.errors import EXIT_CODES_HELP, ChurnError, TrackingUnavailableError
@@ -117,3 +118,16 @@ def iso_time(text: str) -> datetime:
             "offset is given)"
         ) from None
     return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def report_written(
+    prog: str, table: Iterable[str], files: Iterable[Path], run_id: str, experiment: str
+) -> None:
+    """How a report command ends (drift, live-eval): its table on stdout, then one line on
+    stderr saying where its files and its MLflow run are."""
+    for line in table:
+        print(line)
+    written = " and ".join(str(f) for f in files)
+    print(
+        f"{prog}: wrote {written}; MLflow run {run_id} (experiment {experiment})", file=sys.stderr
+    )

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from churn import schema
+from churn.errors import first_line
 from churn.settings import CHALLENGER, CHAMPION, MODEL_NAME, PREV_CHAMPION
 
 if TYPE_CHECKING:
@@ -167,8 +168,7 @@ def append_move(client: MlflowClient, version: int, line: str) -> None:
             MODEL_NAME, str(version), description=with_move(current, f"{when}: {line}")
         )
     except Exception as exc:  # the move is done and in the ledger; the text is a convenience
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        log.warning("could not describe the move on v%d (%s): %s", version, first, line)
+        log.warning("could not describe the move on v%d (%s): %s", version, first_line(exc), line)
 
 
 def with_move(description: str, line: str) -> str:

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from churn import data, schema, settings
-from churn.errors import RegistryStateError
+from churn.errors import RegistryStateError, first_line
 from churn.gate import Candidate, GateDecision, PairedDiff
 
 if TYPE_CHECKING:
@@ -295,7 +295,7 @@ def _predict(version: int, x: pd.DataFrame, alias: str) -> np.ndarray:
 
         if store_outage(exc):  # the store is down (exit 4): not a reason to skip re-evaluation
             raise
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = first_line(exc)
         # A challenger that cannot be loaded cannot be served either: never suggest skipping
         # the check that found it.
         what_next = (

@@ -22,14 +22,22 @@ class Candidate:
 
 @dataclass(frozen=True)
 class PairedDiff:
-    """challenger - champion on one holdout, with a paired bootstrap confidence interval."""
+    """challenger - champion with a bootstrap confidence interval: on one holdout, paired
+    (`live` False), or on the live outcomes of the customers each version served (unpaired,
+    churn.live_eval; `live` True)."""
 
     diff: float
     low: float
     high: float
     resamples: int
-    rows: int
+    rows: int  # holdout rows, or live outcomes of both groups
     confidence: float = 0.95
+    live: bool = False
+
+    @property
+    def evidence(self) -> str:
+        """The ledger's `gate` field: how the scores were obtained."""
+        return "live" if self.live else "holdout"
 
 
 @dataclass(frozen=True)
@@ -114,14 +122,16 @@ def _signed(x: float) -> str:
 
 
 def format_paired(d: GateDecision) -> str:
-    """`paired diff auc=+0.0123  95% CI [+0.0071, +0.0176] (1000 bootstrap resamples, ...)`."""
+    """`paired diff auc=+0.0123  95% CI [+0.0071, +0.0176] (1000 bootstrap resamples, ...)`;
+    `live diff ... live outcomes)` for live evidence."""
     p = d.paired
     if p is None:
         raise ValueError("no paired evaluation in this decision")
     interval = f"{p.confidence:.0%} CI [{_signed(p.low)}, {_signed(p.high)}]"
+    kind, rows = ("live", "live outcomes") if p.live else ("paired", "holdout rows")
     return (
-        f"paired diff {d.metric}={_signed(p.diff)}  {interval} "
-        f"({p.resamples} bootstrap resamples, {p.rows:,} holdout rows)"
+        f"{kind} diff {d.metric}={_signed(p.diff)}  {interval} "
+        f"({p.resamples} bootstrap resamples, {p.rows:,} {rows})"
     )
 
 

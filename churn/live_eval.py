@@ -26,6 +26,7 @@ import pandas as pd
 
 from churn.evaluate import CONFIDENCE, bootstrap_weights, weighted_metric
 from churn.figures import png_base64
+from churn.gate import Candidate, PairedDiff
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -67,6 +68,7 @@ class Comparison:
     high: float
     confidence: float
     resamples: int
+    outcomes: int = 0  # of both served groups compared
 
 
 @dataclass
@@ -222,7 +224,7 @@ def evaluate(
         comparison = Comparison(
             metric, champ.version, chal.version,
             _plain(metric, *pairs[0]), _plain(metric, *pairs[1]),
-            diff, low, high, CONFIDENCE, resamples,
+            diff, low, high, CONFIDENCE, resamples, champ.outcomes + chal.outcomes,
         )  # fmt: skip
     return LiveReport(since, until, len(joined), groups, comparison, missing)
 
@@ -304,7 +306,9 @@ def _metrics(report: LiveReport) -> dict[str, float]:
         }
     if (c := report.comparison) is not None:
         figures |= {f"{c.metric}_diff": c.diff, f"{c.metric}_diff_low": c.low}
-        figures[f"{c.metric}_diff_high"] = c.high
+        figures |= {f"{c.metric}_diff_high": c.high, "resamples": float(c.resamples)}
+        figures |= {f"{c.metric}_champion": c.champion, f"{c.metric}_challenger": c.challenger}
+        figures["compared_outcomes"] = float(c.outcomes)
     return {k: v for k, v in figures.items() if math.isfinite(v)}
 
 
@@ -353,11 +357,22 @@ class LiveEvidence:
 
     run_id: str
     metric: str
-    diff: float
+    champion: float  # the champion's figure on the customers it served
+    challenger: float
+    diff: float  # challenger - champion
     low: float
     high: float
+    resamples: int
+    outcomes: int  # live outcomes of both served groups
     since: str
     until: str
+
+    def scores(self, champion: int, challenger: int) -> tuple[Candidate, Candidate, PairedDiff]:
+        """As the gate takes them (churn.gate): the unpaired interval marked live."""
+        interval = PairedDiff(
+            self.diff, self.low, self.high, self.resamples, self.outcomes, live=True
+        )
+        return Candidate(champion, self.champion), Candidate(challenger, self.challenger), interval
 
 
 def latest_evidence(client: MlflowClient, champion: int, challenger: int) -> LiveEvidence | None:
@@ -381,6 +396,8 @@ def latest_evidence(client: MlflowClient, champion: int, challenger: int) -> Liv
     metric = next(k[: -len("_diff")] for k in run.data.metrics if k.endswith("_diff"))
     m = run.data.metrics
     return LiveEvidence(
-        run.info.run_id, metric, m[f"{metric}_diff"], m[f"{metric}_diff_low"],
-        m[f"{metric}_diff_high"], run.data.tags["since"], run.data.tags["until"],
+        run.info.run_id, metric, m[f"{metric}_champion"], m[f"{metric}_challenger"],
+        m[f"{metric}_diff"], m[f"{metric}_diff_low"], m[f"{metric}_diff_high"],
+        int(m["resamples"]), int(m["compared_outcomes"]), run.data.tags["since"],
+        run.data.tags["until"],
     )  # fmt: skip

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from churn.errors import RegistryStateError
+from churn.errors import RegistryStateError, first_line
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -377,6 +377,6 @@ def refusal(
     without the local paths of the temporary copy."""
     from churn.tracking import hide_paths
 
-    first = hide_paths((str(exc).strip().splitlines() or [type(exc).__name__])[0])[:200]
+    first = hide_paths(first_line(exc, 10_000))[:200]
     reason = first if isinstance(exc, UntrustedModelError) else f"{type(exc).__name__}: {first}"
     return RegistryStateError(f"could not load models:/{name}/{version}: {reason}; {what_next}")

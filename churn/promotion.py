@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from churn import gate, registry, settings, tracking
-from churn.errors import GATE_REFUSED, OK
+from churn.errors import GATE_REFUSED, OK, RegistryStateError
 from churn.settings import CHALLENGER, CHAMPION
 
 if TYPE_CHECKING:
@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 
 # Promotion.outcome
 PROMOTED, WOULD_PROMOTE, KEPT, NOTHING = "promoted", "would-promote", "kept", "nothing"
+# Options.evidence: both versions re-scored on one holdout, or the live outcomes of the customers
+# each one served (the latest `churn live-eval` of exactly this champion and challenger).
+HOLDOUT, LIVE = "holdout", "live"
+EVIDENCE = (HOLDOUT, LIVE)
 
 Note = Callable[[str], None]
 
@@ -55,6 +59,7 @@ class Options:
     holdout: Holdout = field(default_factory=Holdout)
     # Put a refusal on the record (ledger, evaluation run, version note). A promotion always is.
     record: bool = True
+    evidence: str = HOLDOUT  # EVIDENCE
 
 
 @dataclass(frozen=True)
@@ -64,8 +69,9 @@ class Promotion:
     decision: gate.GateDecision | None
     promoted: bool
     dry_run: bool
-    evaluation: Evaluation | None = None  # the re-evaluation the gate used (None: logged metrics)
-    evaluation_run: str | None = None  # its run in churn-evaluations, when on the record
+    evaluation: Evaluation | None = None  # the holdout re-evaluation the gate used, if any
+    # The evidence's run: in churn-evaluations (holdout, once on the record) or churn-live-eval.
+    evaluation_run: str | None = None
     ledger_run: str | None = None  # the decision's record (churn.ledger)
     move: Move | None = None  # the alias moves and version tags written (None: none)
     notes: tuple[str, ...] = ()
@@ -118,9 +124,13 @@ def run(
         notes.append(msg)
         note(msg)
 
+    live: list[str] = []  # the live evaluation run the gate used
     with tempfile.TemporaryDirectory(prefix="churn-holdout-") as work:
-        again = honest_reevaluator(client, Path(work), options.metric, params, done, keep_note,
-                                   options.holdout)  # fmt: skip
+        if options.evidence == LIVE:
+            again = live_reevaluator(client, options.metric, live, keep_note, verify)
+        else:
+            again = honest_reevaluator(client, Path(work), options.metric, params, done,
+                                       keep_note, options.holdout)  # fmt: skip
         with tracking.store_errors(uri):
             result = registry.promote(
                 client,
@@ -134,8 +144,8 @@ def run(
         ev = done[0] if done else None
         d = result.decision
         promotion = Promotion(
-            d, result.promoted, result.dry_run, ev, None, result.ledger_run, result.move,
-            tuple(notes),
+            d, result.promoted, result.dry_run, ev, live[0] if live else None, result.ledger_run,
+            result.move, tuple(notes),
         )  # fmt: skip
         if d is None or not (result.promoted or (options.record and not d.promote)):
             return promotion
@@ -164,12 +174,15 @@ def _on_the_record(client: MlflowClient, uri: str, p: Promotion) -> Promotion:
 
     d, ev = p.decision, p.evaluation
     assert d is not None
-    eval_run = evaluate.log_evaluation(client, uri, ev, d, p.promoted) if ev is not None else None
+    eval_run = p.evaluation_run  # live evidence: its churn-live-eval run
+    if ev is not None:
+        eval_run = evaluate.log_evaluation(client, uri, ev, d, p.promoted)
     md5 = ev.holdout.md5 if ev is not None else None
     ledger_run = p.ledger_run
     if p.promoted:
-        if ev is not None:
-            for key, value in (("validated_on_md5", md5), ("evaluation_run", eval_run)):
+        evidence = {"validated_on_md5": md5, "evaluation_run": eval_run}
+        for key, value in evidence.items():
+            if value is not None:
                 client.set_model_version_tag(
                     settings.MODEL_NAME, str(d.challenger.version), key, value
                 )
@@ -218,6 +231,43 @@ def honest_reevaluator(
         return ev.champion, ev.challenger, ev.paired
 
     return reevaluate
+
+
+def live_reevaluator(
+    client: MlflowClient,
+    metric: str,
+    used: list[str],
+    note: Note,
+    verify: Callable[[int], None] | None,
+) -> gate.Reevaluator:
+    """The gate's scores from live outcomes: the latest `churn live-eval` run that compared
+    exactly this champion and challenger with enough outcomes (churn.live_eval.latest_evidence),
+    on the gate metric; without one, RegistryStateError (exit 3) saying what to run. Its run id
+    is appended to `used`. Nothing is loaded to score, so `verify` checks the challenger loads."""
+    from churn.live_eval import latest_evidence
+
+    def from_live(champ: int, chal: int) -> tuple[gate.Candidate, gate.Candidate, gate.PairedDiff]:
+        evidence = latest_evidence(client, champ, chal)
+        todo = "run churn live-eval --since ... --until ... once the outcomes are in"
+        if evidence is None:
+            raise RegistryStateError(
+                f"no live evaluation of v{chal} against v{champ} with enough outcomes: {todo}"
+            )
+        if evidence.metric != metric:
+            raise RegistryStateError(
+                f"the live evaluation of v{chal} against v{champ} (run {evidence.run_id}) "
+                f"compared {evidence.metric}, the gate {metric}: {todo} with gate.metric {metric}"
+            )
+        note(
+            f"live evidence: run {evidence.run_id} ({evidence.outcomes:,} outcomes, "
+            f"{evidence.since}..{evidence.until})"
+        )
+        if verify is not None:
+            verify(chal)
+        used.append(evidence.run_id)
+        return evidence.scores(champ, chal)
+
+    return from_live
 
 
 # ---------------------------------------------------------------------------------------------

@@ -42,7 +42,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from churn import cli, gate, pipeline, promotion, registry, settings, tracking
-from churn.__main__ import DRIFT_EXIT, status_line
+from churn.__main__ import status_line
+from churn.commands import drift_report
 from churn.errors import ChurnError, RegistryStateError, UsageError
 from churn.lineage import format_lineage, lineage
 
@@ -72,6 +73,7 @@ def previous_month(today: date | None = None) -> str:
 def drift(uri: str) -> int:
     """Has the population moved since @champion was trained? Decides whether to retrain."""
     from churn import data as churn_data
+    from churn.drift import CHAMPION_REFERENCE, format_table
     from churn.registry_reads import alias_version
 
     month = os.environ.get("SNAPSHOT", "").strip() or previous_month()
@@ -88,18 +90,13 @@ def drift(uri: str) -> int:
         output(drift="false", snapshot=month)
         summary(f"### Drift\n{line}")
         return 0
-    out_dir = settings.REPORTS_DIR / "drift"
-    cmd = [sys.executable, "-m", "churn", "drift", "--reference", "champion", "--current", month,
-           "--out-dir", str(out_dir)]  # fmt: skip
-    print(f"drift: $ python -m churn drift --reference champion --current {month}", file=sys.stderr)
-    proc = subprocess.run(
-        cmd, cwd=settings.ROOT, env=pipeline.environment(uri), stdout=subprocess.PIPE, text=True
-    )
-    sys.stdout.write(proc.stdout)
-    if proc.returncode not in (0, DRIFT_EXIT):
-        summary(f"### Drift\n**FAILED**: `python -m churn drift` exited {proc.returncode}")
-        return proc.returncode
-    drifted = proc.returncode == DRIFT_EXIT
+    print(f"drift: @{settings.CHAMPION} v{champion}'s training data vs {month}", file=sys.stderr)
+    params = settings.load_params()
+    report = drift_report.compare(client, uri, params, CHAMPION_REFERENCE, month)
+    drift_report.publish(client, uri, report, settings.REPORTS_DIR / "drift")
+    table = "\n".join(format_table(report))
+    print(table)
+    drifted = report.level == "alert"
     output(drift=str(drifted).lower(), snapshot=month)
     verdict = (
         f"**drift** between the training data of @{settings.CHAMPION} v{champion} and {month}: "
@@ -109,7 +106,6 @@ def drift(uri: str) -> int:
         f"training data and {month}: no retrain on drift"
     )
     print(f"drift: {verdict.replace('**', '')}", file=sys.stderr)
-    table = proc.stdout.rstrip()
     summary(f"### Drift\n{verdict}\n\n```text\n{table}\n```")
     return 0
 
@@ -307,8 +303,8 @@ def promote(uri: str) -> int:
         dry_run=dry_run,
         record=not dry_run,
     )
-    print(f"promote: the gate, then the move ({'dry run' if dry_run else 'for real'})",
-          file=sys.stderr, flush=True)  # fmt: skip
+    then = "dry run: no move" if dry_run else "then the move"
+    print(f"promote: the gate as promote.py applies it, {then}", file=sys.stderr, flush=True)
     client = tracking.connect(uri, writes=True)
     try:
         result = promotion.run(
@@ -319,7 +315,7 @@ def promote(uri: str) -> int:
     except ChurnError as exc:
         summary(f"### Promotion\n**FAILED** (exit {exc.exit_code}): {exc}")
         raise
-    print("\n".join(promotion.report(result)))
+    print("\n".join(promotion.report(result)), flush=True)  # before the stderr line below
     summary("\n\n".join(_promotion_report(client, uri, result)))
     if result.outcome == promotion.KEPT:
         print(f"promote: the gate kept the current champion ({promotion.verdict(result)})",

@@ -16,7 +16,9 @@ docs/images/:
   mlflow-version.png         the champion version's page: what it was trained on, what moved it
   mlflow-evaluation.png      the gate's evaluation run: the holdout as its evaluation input
 
-tests/docs/test_pages.py checks that pipeline.svg still matches `dvc dag --dot`.
+tests/docs/test_pages.py checks that pipeline.svg still matches `dvc dag --dot`. Run it as a
+module from the repository's root (as `make docs-images` does): that is what puts the root, and so
+`tests.docs.runner`, on the import path.
 """
 
 from __future__ import annotations
@@ -459,7 +461,6 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--skip-screenshots", action="store_true", help="no chromium, no MLflow UI")
     args = p.parse_args(argv)
-    sys.path.insert(0, str(ROOT))
     from mlflow import MlflowClient
 
     from churn import ledger

@@ -26,7 +26,6 @@ import argparse
 import math
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -449,11 +448,4 @@ def run(opts: Options) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    opts = parse_args(argv)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    try:
-        result = run(opts)
-    except (RuntimeError, TimeoutError, OSError) as exc:
-        print(f"bench-peers: {exc}", file=sys.stderr)
-        return 1
-    return serve.report(result, table(result), opts.output)
+    return serve.finish("bench-peers", run, table, parse_args(argv))

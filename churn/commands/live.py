@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -96,13 +95,8 @@ def _live_eval(args: argparse.Namespace) -> int:
     client = tracking.connect(uri)
     with tracking.store_errors(uri):
         run_id = live_eval.log_run(client, uri, report, list(files))
-    for line in live_eval.format_table(report):
-        print(line)
-    print(
-        f"live-eval: wrote {files[0]} and {files[1]}; MLflow run {run_id} "
-        f"(experiment {live_eval.LIVE_EXPERIMENT})",
-        file=sys.stderr,
-    )
+    table = live_eval.format_table(report)
+    cli.report_written("live-eval", table, files, run_id, live_eval.LIVE_EXPERIMENT)
     return 0 if report.enough else live_eval.NOT_ENOUGH_EVIDENCE
 
 

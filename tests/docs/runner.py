@@ -37,6 +37,7 @@ identity, and with no GITHUB_* variables (a learner's laptop, even when CI runs 
 
     python -m tests.docs.runner                              # run the course, report mismatches
     python -m tests.docs.runner --update docs/day-04-registry.md   # rewrite that page's outputs
+    python -m tests.docs.runner --update --recapture   # every page's outputs and ids, one run
 """
 
 from __future__ import annotations
@@ -251,9 +252,7 @@ def _trim(lines: list[str]) -> list[str]:
 def matches(expected: list[str], actual: list[str]) -> bool:
     """`actual` as `expected` shows it: `...` lines match any lines, placeholders any value of
     their kind, and each hex id on the page stands for one id in the output (and vice versa)."""
-    exp = [None if ln.strip() == ELLIPSIS else template(ln) for ln in _trim(expected)]
-    act = [template(ln) for ln in _trim(actual)]
-    pairs = _align(exp, act)
+    pairs = _paired_ids(expected, actual)
     if pairs is None:
         return False
     forward: dict[str, str] = {}
@@ -262,6 +261,12 @@ def matches(expected: list[str], actual: list[str]) -> bool:
         if forward.setdefault(e, a) != a or backward.setdefault(a, e) != e:
             return False
     return True
+
+
+def _paired_ids(expected: list[str], actual: list[str]) -> list[tuple[str, str]] | None:
+    """The page's hex ids paired with the output's, line by line; None when the lines differ."""
+    exp = [None if ln.strip() == ELLIPSIS else template(ln) for ln in _trim(expected)]
+    return _align(exp, [template(ln) for ln in _trim(actual)])
 
 
 def _align(
@@ -482,18 +487,35 @@ def _answers(url: str) -> bool:
 # Rewriting a page from a run (for maintainers)
 
 
-def rewrite(page: Path, outcomes: list[Outcome]) -> int:
-    """Replace the shown output of each failed foreground command with what it printed."""
+def rewrite(page: Path, outcomes: list[Outcome], ids: bool = False) -> int:
+    """Replace the shown output of each failed foreground command with what it printed; with
+    `ids`, also give every matching output the ids this run printed (`recaptured`), so that the
+    pages show one run's ids: a version has one run id on every page."""
     lines = page.read_text(encoding="utf-8").splitlines()
     changed = 0
     for o in sorted(outcomes, key=lambda o: o.command.out_start, reverse=True):
-        if o.ok or o.returncode != 0 or o.background:  # a server's log is edited by hand
+        if o.returncode != 0 or o.background:  # a server's log is edited by hand
             continue
-        lines[o.command.out_start : o.command.out_end] = _trim(o.actual)
+        if o.ok and not ids:
+            continue
+        new = recaptured(o.command.expected, o.actual) if o.ok else _trim(o.actual)
+        if new is None or new == _trim(o.command.expected):
+            continue
+        lines[o.command.out_start : o.command.out_end] = new
         changed += 1
     if changed:
         page.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return changed
+
+
+def recaptured(expected: list[str], actual: list[str]) -> list[str] | None:
+    """The page's lines with each hex id replaced by the one the run printed in its place
+    (its `...` lines, timestamps and layout kept); None when they do not match."""
+    pairs = _paired_ids(expected, actual)
+    if pairs is None:
+        return None
+    ids = dict(pairs)
+    return [_HEX.sub(lambda m: ids.get(m[0], m[0]), ln) for ln in _trim(expected)]
 
 
 def _children_cpu() -> float:
@@ -506,6 +528,11 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("pages", nargs="*", type=Path, help="pages to check/rewrite (default: all)")
     p.add_argument("--update", action="store_true", help="rewrite mismatching outputs")
+    p.add_argument(
+        "--recapture",
+        action="store_true",
+        help="with --update: also rewrite the ids of matching outputs (all pages from one run)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the copy (its path is printed)")
     args = p.parse_args(argv)
     course = pages()
@@ -535,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
                         for o in bad:
                             print(o.report(page) + "\n", file=sys.stderr)
                 if args.update and page in named:
-                    n = rewrite(page, outcomes)
+                    n = rewrite(page, outcomes, ids=args.recapture)
                     if n:
                         print(f"{page.relative_to(ROOT)}: rewrote {n} output(s)")
     finally:

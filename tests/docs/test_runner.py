@@ -157,3 +157,26 @@ def test_update_rewrites_only_the_outputs_that_differ(tmp_path: Path) -> None:
         "<!-- run -->\n```console\n$ echo a\nnew\nlines\n"
         "$ echo b\nb\n$ false; echo x\nkept\n```\ntail\n"
     )
+
+
+def test_recapture_gives_matching_outputs_this_run_s_ids_and_keeps_their_layout(
+    tmp_path: Path,
+) -> None:
+    old_run, new_run = "3f2a9c1d7e4b", "0123456789ab"
+    path = page(
+        tmp_path,
+        "<!-- run -->\n```console\n$ status\n"
+        f"champion: churn v1 (run {old_run}) at 2026-11-01 10:00\n...\ndone\n```\n",
+    )
+    (block,) = runner.parse(path)
+    (status,) = block.commands
+    printed = [f"champion: churn v1 (run {new_run}) at 2026-12-03 18:00", "a", "b", "done"]
+    outcomes = [runner.Outcome(status, printed, 0, ok=True)]
+    assert runner.rewrite(path, outcomes) == 0  # a plain --update leaves matching outputs
+    assert runner.rewrite(path, outcomes, ids=True) == 1
+    assert path.read_text() == (  # the id is this run's; the time and the `...` stay as shown
+        "<!-- run -->\n```console\n$ status\n"
+        f"champion: churn v1 (run {new_run}) at 2026-11-01 10:00\n...\ndone\n```\n"
+    )
+    ((again,),) = [b.commands for b in runner.parse(path)]
+    assert runner.rewrite(path, [runner.Outcome(again, printed, 0, ok=True)], ids=True) == 0

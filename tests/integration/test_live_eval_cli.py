@@ -154,3 +154,80 @@ def test_the_generator_writes_a_month_s_outcomes_that_ingest_cleanly(
     assert set(written["observed_at"]) == {"2026-12-31T23:59:59+00:00"}
     assert main(["outcomes", "--labels", str(labels), "--log", str(tmp_path / "log")]) == 0
     assert "outcomes: 300 rows from" in capsys.readouterr().out.splitlines()[-1]
+
+
+def _live_evaluated(store: Store, tmp_path: Path, seed: int = 5) -> str:
+    """v1 @champion and v2 @challenger, a month of their split traffic, its outcomes, and one
+    `churn live-eval` run of them; returns that run's id."""
+    store.add_version(("champion",), auc=0.8)
+    store.add_version(("challenger",), auc=0.81)
+    log_dir = tmp_path / "log"
+    log, labels = traffic(1500, seed)
+    predlog.append(predlog.Location.of(str(log_dir)), log)
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    assert main(["outcomes", "--labels", str(tmp_path / "labels.csv"), "--log", str(log_dir)]) == 0
+    argv = ["live-eval", "--since", "2026-11-01", "--until", "2026-12-01", "--log", str(log_dir)]
+    assert main([*argv, "--out-dir", str(tmp_path / "report"), "--resamples", "200"]) == 0
+    evidence = live_eval.latest_evidence(store.client, 1, 2)
+    assert evidence is not None
+    return evidence.run_id
+
+
+def test_the_gate_on_live_evidence_promotes_and_records_the_live_run(
+    store: Store, tmp_path: Path
+) -> None:
+    from churn import ledger, promotion, settings
+
+    live_run = _live_evaluated(store, tmp_path)
+    params = settings.load_params()
+    options = promotion.Options("auc", 0.002, evidence=promotion.LIVE)
+    result = promotion.run(store.client, store.uri, params, options)
+
+    assert result.outcome == promotion.PROMOTED and result.evaluation_run == live_run
+    assert store.aliases() == {"champion": 2, "prev-champion": 1}
+    d = result.decision
+    assert d is not None and d.paired is not None and d.paired.live
+    evidence = live_eval.latest_evidence(store.client, 1, 2)
+    assert evidence is not None
+    assert (d.champion, d.challenger) == evidence.scores(1, 2)[:2]
+    assert promotion.report(result)[2].startswith("live diff auc=+")
+    assert "bootstrap resamples, 1,500 live outcomes)" in promotion.report(result)[2]
+    [record] = [r for r in ledger.history(store.client) if r.action == "promote"]
+    assert (record.gate, record.evaluation_run_id, record.diff) == ("live", live_run, d.paired.diff)
+    assert store.tags(2)["evaluation_run"] == live_run
+
+
+def test_the_gate_on_live_evidence_refuses_when_the_interval_does_not_clear_epsilon(
+    store: Store, tmp_path: Path
+) -> None:
+    from churn import ledger, promotion, settings
+
+    live_run = _live_evaluated(store, tmp_path)
+    options = promotion.Options("auc", 0.5, evidence=promotion.LIVE)  # an impossible margin
+    result = promotion.run(store.client, store.uri, settings.load_params(), options)
+    assert result.outcome == promotion.KEPT and result.exit_code == 1
+    assert store.aliases() == {"champion": 1, "challenger": 2}
+    [record] = ledger.history(store.client)[-1:]
+    assert (record.decision, record.gate, record.evaluation_run_id) == ("kept", "live", live_run)
+
+
+def test_promote_evidence_live_without_a_live_evaluation_exits_3_in_one_line(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import promote
+
+    store.add_version(("champion",), auc=0.8)
+    store.add_version(("challenger",), auc=0.9)
+    assert promote.main(["--evidence", "live", "--tracking-uri", store.uri]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "promote.py: error: no live evaluation of v2 against v1 with enough outcomes: run churn "
+        "live-eval --since ... --until ... once the outcomes are in"
+    ]
+    assert store.aliases() == {"champion": 1, "challenger": 2}
+    with pytest.raises(SystemExit) as usage:
+        promote.main(["--evidence", "live", "--holdout", "x.csv"])
+    assert usage.value.code == 2
+    assert capsys.readouterr().err.endswith(
+        "promote.py: error: argument --evidence live: not allowed with --holdout\n"
+    )
