@@ -176,10 +176,11 @@ def connections_to_both(url: str, stack: ExitStack) -> list[Connection]:
 
 
 def drive_during(
-    conns: list[Connection], body: dict[str, Any], move: Any, settle_s: float
+    conns: list[Connection], body: dict[str, Any], move: Any, new: int, bound_s: float
 ) -> float:
-    """Every connection posts `body` back to back; `move()` after 1 s moves the champion; the
-    load goes on `settle_s` more seconds. The monotonic time of the move."""
+    """Every connection posts `body` back to back; `move()` after 1 s moves the champion to
+    `new`; the load goes on until every connection's last answer is `new`'s (or `bound_s`
+    passed), then 1 s more. The monotonic time of the move."""
     stop = threading.Event()
     threads = [threading.Thread(target=c.drive, args=(body, stop, 120)) for c in conns]
     for t in threads:
@@ -188,7 +189,11 @@ def drive_during(
         time.sleep(1.0)
         moved_at = time.monotonic()
         move()
-        time.sleep(settle_s)
+        while time.monotonic() < moved_at + bound_s + 1 and not all(
+            c.answers and c.answers[-1][1] == new for c in conns
+        ):
+            time.sleep(0.1)
+        time.sleep(1.0)  # none goes back
     finally:
         stop.set()
         for t in threads:
@@ -229,7 +234,7 @@ def test_admin_reload_on_one_worker_reaches_the_other(store: Store, tmp_path: Pa
                 )
             )
 
-        moved_at = drive_during(conns, store.body, reload_one_worker, settle_s=LOAD_S + 2)
+        moved_at = drive_during(conns, store.body, reload_one_worker, store.v2, LOAD_S)
         assert answered[0].status_code == 200, answered[0].text
         assert answered[0].json()["version"] == store.v2
         switched_s = check_every_worker_switched(conns, store, moved_at)
@@ -249,7 +254,7 @@ def test_a_promotion_reaches_every_worker_within_the_poll_bound(
             def promote() -> None:
                 assert registry.promote(store.client, "auc", epsilon=-1.0).promoted
 
-            moved_at = drive_during(conns, store.body, promote, settle_s=POLL_S + LOAD_S + 2)
+            moved_at = drive_during(conns, store.body, promote, store.v2, POLL_S + LOAD_S)
             switched_s = check_every_worker_switched(conns, store, moved_at)
         assert switched_s <= POLL_S + LOAD_S, switched_s
         answers = sum(len(c.answers) for c in conns)
