@@ -49,7 +49,8 @@ EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
 # `make serve`'s command line (the Makefile's SERVE_CMD says why each flag; a test compares them).
-# compose.yaml and deploy/k8s run this CMD as it is.
+# compose.yaml and deploy/k8s run this CMD as it is. `-e WEB_CONCURRENCY=N`: N worker processes
+# (uvicorn's own variable; serve/README.md#several-worker-processes).
 CMD ["uvicorn", "--factory", "serve.app:main", "--host", "0.0.0.0", "--port", "8000", \
      "--timeout-keep-alive", "75", "--http", "serve.protocol:LimitedHttpToolsProtocol"]
 

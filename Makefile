@@ -20,6 +20,8 @@ PORT ?= 8000
 # nginx/ALB 60 s), so the server never closes a connection a client is about to reuse (uvicorn's
 # default, 5 s, races httpx's). --http serve.protocol:...: uvicorn's fast parser with a limit on
 # the size and the time of a request head (CHURN_MAX_HEADER_BYTES, CHURN_HEADER_TIMEOUT_S).
+# Worker processes: WEB_CONCURRENCY=N in the environment (uvicorn reads it; `WEB_CONCURRENCY=2 make
+# serve`), so this line, the image's CMD and the tests' command stay one (serve/workers.py).
 SERVE_CMD = $(VENV)/bin/uvicorn --factory serve.app:main --host $(HOST) --port $(PORT) \
   --timeout-keep-alive 75 --http serve.protocol:LimitedHttpToolsProtocol
 
@@ -111,7 +113,7 @@ setup-bench: setup-dev ## wrk, the load generator of bench and bench-peers (apt-
 	  DEBIAN_FRONTEND=noninteractive $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq wrk; }
 	@wrk -v 2>&1 | head -1
 
-bench: setup-dev ## ours vs `mlflow models serve` and the floor, side by side (~5 min; ARGS="--quick"); bench/results/
+bench: setup-dev ## ours vs `mlflow models serve` and the floor, 1 vs 2 workers (~7 min; ARGS="--quick"); bench/results/
 	$(WRK_CHECK)
 	$(PY) -m bench.serve $(ARGS)
 

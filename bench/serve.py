@@ -1,6 +1,6 @@
 """Serving speed: our service against `mlflow models serve`, same model, same requests, one run.
 
-    make bench                      # full run (about 5 minutes), writes bench/results/serve.json
+    make bench                      # full run (about 7 minutes), writes bench/results/serve.json
     make bench ARGS=--quick         # a short smoke run (about 2 minutes), writes bench/.work/
     .venv/bin/python -m bench.serve --help
 
@@ -24,6 +24,8 @@ What it does, in order:
     The floor (bench/floor.py) runs beside them: a bare FastAPI route and a bare ASGI app on
     our exact uvicorn command line, driven with the same one-row bodies (no batches, no
     steady run), so the table shows ours as a share of what the framework alone does;
+    then ours alone with `WEB_CONCURRENCY=1` and `=2` worker processes, 1 row @16 conns
+    (`workers_scaling`: how throughput grows with the cores of one machine);
  5. prints one table (req/s, rows/s, p50/p99 latency, errors, peak RSS, ours/theirs, ours as a
     share of the floor) and the targets met or not, and writes it all as JSON.
 
@@ -51,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -648,7 +651,7 @@ def parse_args(argv: list[str] | None) -> Options:
         epilog=(
             "Exit codes: 0 run completed (targets are reported, not enforced); 1 a server "
             "failed or the run could not complete; 2 usage error. The full run takes about "
-            "5-6 minutes; --quick about 2."
+            "6-7 minutes (1 vs 2 workers: about 1.5 of them); --quick about 2.5."
         ),
     )
     parser.add_argument(
@@ -992,6 +995,7 @@ def table(result: dict[str, Any]) -> str:
             )
     lines.append("")
     lines.extend(_floor_lines(result))
+    lines.extend(_workers_line(result))
     raw = result["raw_pyfunc_ms"]
     lines.append(
         "raw pyfunc.predict in-process (median): "
@@ -1074,6 +1078,88 @@ def _ceiling_text(ceiling: dict[str, float]) -> str:
     return ", ".join(parts)
 
 
+# ---------------------------------------------------------------------------------------------
+# Every core: our service with 1 and 2 worker processes (WEB_CONCURRENCY, serve/workers.py)
+
+WORKER_COUNTS = (1, 2)
+WORKERS_SCENARIO = "single_c16"  # the scenario where one process's event loop is the limit
+
+
+def workers_scaling(
+    opts: Options,
+    bodies: Bodies,
+    env: dict[str, str],
+    client: Client,
+    report: Callable[[str], None] = progress,
+) -> dict[str, Any]:
+    """1 row @16 conns against our service started with `WEB_CONCURRENCY=1` and `=2` (what a
+    user sets), one server at a time, the order alternating over the rounds (1 quick, else 2);
+    each server is warmed and measured only once every worker takes connections."""
+    sc = next(s for s in SCENARIOS if s.key == WORKERS_SCENARIO)
+    runs: dict[int, list[dict[str, Any]]] = {n: [] for n in WORKER_COUNTS}
+    for r in range(1 if opts.quick else 2):
+        for n in WORKER_COUNTS if r % 2 == 0 else WORKER_COUNTS[::-1]:
+            port = free_port()
+            server = Server(
+                f"ours x{n}", ours_command(port, 1), {**env, "WEB_CONCURRENCY": str(n)},
+                "/ready", "/predict", port, opts.work / f"ours-{n}-workers.log",
+            )  # fmt: skip
+            try:
+                server.start()
+                _wait_for_workers(server.base, n)
+                url = server.base + server.predict_path
+                client.run(url, bodies.ours[1], sc.connections, opts.warm_s, 1)
+                load = client.run(url, bodies.ours[1], sc.connections, opts.seconds, 1)
+                peak_mb = round(server.peak_rss_bytes() / 2**20, 1)  # supervisor + workers
+            finally:
+                server.stop()
+            runs[n].append(load.as_dict() | {"peak_rss_mb": peak_mb})
+            report(
+                f"{server.name}: {sc.title:<20} {load.rps:9.1f} req/s  p50 {load.p50_ms:8.2f} ms"
+                f"  p99 {load.p99_ms:8.2f} ms  errors {load.errors}"
+            )
+    out: dict[str, Any] = {"scenario": sc.key}
+    for n, loads in runs.items():
+        out[str(n)] = {
+            key: round(statistics.median(run[key] for run in loads), 3)
+            for key in ("req_per_s", "p50_ms", "p99_ms", "errors", "peak_rss_mb")
+        } | {"runs": loads}
+    out["speedup"] = ratio(out["2"]["req_per_s"], out["1"]["req_per_s"])
+    return out
+
+
+def _wait_for_workers(base: str, workers: int, timeout: float = 120.0) -> None:
+    """Until `workers` distinct worker pids answered GET /model, each on a new connection (a
+    worker takes connections once its first model check has ended)."""
+    pids: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while len(pids) < workers:
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"{base}: {len(pids)} of {workers} workers answered in {timeout:g} s"
+            )
+        with urllib.request.urlopen(base + "/model", timeout=5) as resp:
+            pids.add(int(json.load(resp)["worker"]["pid"]))
+        time.sleep(0.02)
+
+
+def _workers_line(result: dict[str, Any]) -> list[str]:
+    """1 vs 2 worker processes (the `workers` part of the result), as one line."""
+    w = result.get("workers")
+    if not w:
+        return []
+    one, two = w["1"], w["2"]
+    return [
+        f"{WORKERS_SCENARIO.replace('single_c', '1 row, ')} conns, WEB_CONCURRENCY=1 -> 2: "
+        f"{_fmt(one['req_per_s'])} -> {_fmt(two['req_per_s'])} req/s "
+        f"({_fmt(w['speedup'], 2)}x; p99 {_fmt(one['p99_ms'], 2)} -> {_fmt(two['p99_ms'], 2)} ms, "
+        f"errors {one['errors']:g} / {two['errors']:g}, peak RSS {_fmt(one['peak_rss_mb'], 0)} -> "
+        f"{_fmt(two['peak_rss_mb'], 0)} MB; "
+        f"{result.get('machine', {}).get('cpus', '?')} CPUs)",
+        "",
+    ]
+
+
 def build_servers(
     opts: Options, bodies: Bodies, env: dict[str, str]
 ) -> list[tuple[Server, dict[int, list[bytes]]]]:
@@ -1153,6 +1239,7 @@ def run(opts: Options) -> dict[str, Any]:
             servers, client, opts, reference=reference, frames=frames, invocations=bodies.theirs
         )
     )
+    result["workers"] = workers_scaling(opts, bodies, env, client)
     result["floor_share"] = floor_shares(result)
     result["targets"] = targets(result)
     result["total_s"] = round(time.monotonic() - t0, 1)

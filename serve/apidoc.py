@@ -78,11 +78,22 @@ class ChallengerInfo(BaseModel):
     shadow: dict[str, Any] | None
 
 
+class Worker(BaseModel):
+    """The process that answered: with WEB_CONCURRENCY > 1, one of several, each with its own
+    model, reloader, metrics and traffic profile."""
+
+    pid: int
+    one_of_several: bool = Field(
+        description="one of several worker processes: a reload any of them receives reaches all"
+    )
+
+
 class ModelInfo(BaseModel):
     model_uri: str
     served: Served | None
     ready: bool
     reload: ReloadState
+    worker: Worker
     challenger: ChallengerInfo | None = None
 
 

@@ -9,6 +9,7 @@ that exact version in a worker thread and keeps polling; requests only ever read
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 from collections.abc import Sequence
 from functools import partial
@@ -20,6 +21,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.middleware.cors import CORSMiddleware
+from uvicorn.config import STARTUP_FAILURE
 
 from churn import redact
 from serve import api_models, apidoc, errors, invocations, limits
@@ -50,6 +52,8 @@ Scores customers with the model version the MLflow registry alias names (default
   challenger in the background instead (callers only see the champion).
 * `POST /admin/reload` (bearer token) and `POST /webhooks/mlflow` (MLflow webhook, HMAC-signed)
   make the service re-check the alias now.
+* `WEB_CONCURRENCY=N`: N worker processes on one port, each with its own model and micro-batcher;
+  a reload any of them receives reaches them all (`GET /model` names the worker that answered).
 """
 
 
@@ -144,6 +148,13 @@ def _openapi(app: FastAPI, request_model: type[BaseModel]) -> dict[str, Any]:
     return app.openapi_schema
 
 
+def _invalid_settings_status() -> int:
+    """2 (a usage error) when this process serves alone. One of several uvicorn workers exits
+    with uvicorn's STARTUP_FAILURE (3) instead: the supervisor then stops the server, where for
+    any other status it would start the worker again, every half second, for ever."""
+    return STARTUP_FAILURE if multiprocessing.parent_process() is not None else 2
+
+
 def main() -> FastAPI:
     """uvicorn's app factory: settings from the environment, validated before anything starts."""
     # Before anything logs: no log line, warning or traceback of the service shows a secret.
@@ -155,7 +166,7 @@ def main() -> FastAPI:
         for err in exc.errors(include_url=False):
             where = ".".join(str(p) for p in err["loc"]) or "settings"
             log.error("invalid setting %s: %s", where, err["msg"])
-        raise SystemExit(2) from None
+        raise SystemExit(_invalid_settings_status()) from None
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

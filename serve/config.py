@@ -43,6 +43,14 @@ class ServeSettings(BaseSettings):
         description="while the registry cannot be read the poll interval doubles, up to this "
         "many seconds; the first check that reads it again resets the interval",
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        validation_alias="WEB_CONCURRENCY",
+        description="worker processes (uvicorn reads WEB_CONCURRENCY itself, as its --workers "
+        "flag); each micro-batches and follows the alias on its own, and a reload one of them "
+        "receives reaches them all (serve/workers.py)",
+    )
     admin_token: SecretStr | None = Field(
         default=None, description="bearer token for POST /admin/reload; unset disables it"
     )

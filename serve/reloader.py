@@ -13,6 +13,7 @@ import asyncio
 import gc
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -102,9 +103,11 @@ class Reloader:
         role: str = "champion",
         peer: ModelHolder | None = None,
         backoff_max_s: float = 60.0,
+        on_poll_loaded: Callable[[], None] | None = None,
     ) -> None:
         """`role`: champion (what /ready and the metrics' model version follow) or challenger.
-        `peer`: another holder whose model is reused when both aliases name one version."""
+        `peer`: another holder whose model is reused when both aliases name one version.
+        `on_poll_loaded`: called when a poll swapped one version for another (serve/workers.py)."""
         self.registry = registry
         self.holder = holder
         self.metrics = metrics
@@ -112,13 +115,18 @@ class Reloader:
         self.role = role
         self.peer = peer
         self.backoff_max_s = max(backoff_max_s, interval)
+        self.on_poll_loaded = on_poll_loaded
         self.status = ReloadStatus()
+        self.checked = asyncio.Event()  # set when the first check ends, whatever its outcome
         self._unreachable_checks = 0  # consecutive checks that could not read the registry
         self._lock = asyncio.Lock()
 
     async def check(self, trigger: str) -> CheckResult:
         async with self._lock:
-            return await self._check(trigger)
+            try:
+                return await self._check(trigger)
+            finally:
+                self.checked.set()
 
     async def _check(self, trigger: str) -> CheckResult:
         status = self.status
@@ -217,7 +225,12 @@ class Reloader:
         while True:
             failed = True
             try:
-                failed = (await self.check("poll")).outcome is Outcome.FAILED
+                result = await self.check("poll")
+                failed = result.outcome is Outcome.FAILED
+                # A swap, not a first load: a worker starting need not tell the others.
+                swapped = result.outcome is Outcome.LOADED and result.previous_version is not None
+                if swapped and self.on_poll_loaded is not None:
+                    self.on_poll_loaded()
             except Exception:  # a bug here must not end polling
                 log.exception("model check failed unexpectedly")
             if self.interval <= 0 and not (failed and self.holder.current is None):

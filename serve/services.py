@@ -33,6 +33,12 @@ from serve.reloader import Reloader
 from serve.rows import customer_ids, frame
 from serve.security import DeliveryLog
 from serve.traffic import Shadow, Split
+from serve.workers import ReloadBroadcast
+
+# One of several workers (serve/workers.py) takes no connection until its first check has ended
+# (a model loaded, or the reason there is none), at most this long: while it loads, the workers
+# that have a model answer, instead of it answering 503.
+FIRST_CHECK_WAIT_S = 60.0
 
 
 @dataclass
@@ -57,6 +63,7 @@ class Services:
     challenger: Challenger | None = None
     deliveries: DeliveryLog | None = None  # webhook delivery ids (CHURN_WEBHOOK_SECRET)
     predictions: Writer | None = None  # the prediction log (CHURN_PREDICTION_LOG)
+    broadcast: ReloadBroadcast | None = None  # one of several worker processes (WEB_CONCURRENCY)
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @property
@@ -112,6 +119,16 @@ class Services:
             out[self.settings.challenger_alias] = self.challenger.reloader
         return out
 
+    def announce_reload(self) -> None:
+        """An /admin/reload or webhook reached this worker: the other workers re-check too."""
+        if self.broadcast is not None:
+            self.broadcast.announce()
+
+    async def recheck(self, trigger: str) -> None:
+        """Re-check every alias followed (another worker announced a reload)."""
+        for reloader in self.followed().values():
+            await reloader.check(trigger)
+
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         """Run `work` in the background (cancelled with the app)."""
         task = asyncio.create_task(work)
@@ -130,6 +147,10 @@ class Services:
                 logging.getLogger(ACCESS_LOGGER), request_ids=self.settings.request_id
             ).run()),
         ]  # fmt: skip
+        if self.broadcast is not None:
+            loops.append(
+                ("worker-reloads", self.broadcast.watch(partial(self.recheck, "another worker")))
+            )
         side = self.challenger
         if side is not None:
             loops.append(("challenger-poll", self._challenger_loop(side.reloader)))
@@ -141,8 +162,13 @@ class Services:
         if self.predictions is not None:
             self.predictions.start()
         try:
+            if self.broadcast is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.reloader.checked.wait(), FIRST_CHECK_WAIT_S)
             yield
         finally:
+            if self.broadcast is not None:
+                self.broadcast.close()
             for task in (*tasks, *self.background):
                 task.cancel()
             for task in (*tasks, *self.background):
@@ -167,6 +193,8 @@ def build(
     """The services for `settings`; the registries replace MLflow in unit tests."""
     holder = ModelHolder()
     wait_s = settings.batch_wait_ms / 1000
+    broadcast = ReloadBroadcast.for_this_process()
+    announce = broadcast.announce if broadcast is not None else None
     services = Services(
         settings=settings,
         metrics=metrics,
@@ -177,12 +205,14 @@ def build(
             metrics,
             settings.reload_interval,
             backoff_max_s=settings.reload_backoff_max_s,
+            on_poll_loaded=announce,
         ),
         batcher=MicroBatcher(holder, settings.batch_max_rows, wait_s, metrics.batch_rows.observe),
         monitor=TrafficMonitor(metrics),
-        challenger=_challenger(settings, metrics, holder, challenger_registry),
+        challenger=_challenger(settings, metrics, holder, challenger_registry, announce),
         deliveries=(DeliveryLog(settings.webhook_tolerance_s) if settings.webhook_secret else None),
         predictions=_prediction_log(settings, metrics),
+        broadcast=broadcast,
     )
     if services.shadow is not None and services.predictions is not None:
         # Shadow rows are scored later, in a batch of many requests: no request id ("-").
@@ -204,7 +234,11 @@ def _prediction_log(settings: ServeSettings, metrics: Metrics) -> Writer | None:
 
 
 def _challenger(
-    settings: ServeSettings, metrics: Metrics, champion: ModelHolder, registry: Registry | None
+    settings: ServeSettings,
+    metrics: Metrics,
+    champion: ModelHolder,
+    registry: Registry | None,
+    announce: Callable[[], None] | None,
 ) -> Challenger | None:
     if not settings.challenger_enabled:
         return None
@@ -214,7 +248,7 @@ def _challenger(
         Reloader(
             registry or MlflowRegistry(settings, alias=settings.challenger_alias),
             holder, metrics, settings.reload_interval, role="challenger", peer=champion,
-            backoff_max_s=settings.reload_backoff_max_s,
+            backoff_max_s=settings.reload_backoff_max_s, on_poll_loaded=announce,
         ),
     )  # fmt: skip
     if settings.challenger_traffic > 0:

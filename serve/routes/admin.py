@@ -42,6 +42,7 @@ webhook_router = APIRouter(tags=["admin"])
     },
 )
 async def admin_reload(services: ServicesDep) -> Response:
+    services.announce_reload()  # one of several workers: the others re-check too
     result = await services.reloader.check("admin")
     ok = result.outcome in (Outcome.LOADED, Outcome.UNCHANGED)
     body = result.as_dict()
@@ -99,6 +100,7 @@ async def mlflow_webhook(request: Request, services: ServicesDep) -> Response:
     )  # fmt: skip
     # Answer at once (MLflow times out and retries slow receivers); check in the background.
     services.spawn(target.check("webhook"))
+    services.announce_reload()
     detail = f"re-checking @{event.alias} of '{event.name}'"
     return json_response({"accepted": True, "detail": detail}, 202)
 

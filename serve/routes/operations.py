@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from fastapi import APIRouter
@@ -46,6 +47,7 @@ def model_document(services: Services) -> dict[str, Any]:
         "served": answers.served(model, status.aliases) if model else None,
         "ready": model is not None,
         "reload": answers.reload_state(status, interval),
+        "worker": {"pid": os.getpid(), "one_of_several": services.broadcast is not None},
     }
     side = services.challenger
     if side is not None:

@@ -82,6 +82,28 @@ def test_table_and_targets_have_every_scenario_and_verdict() -> None:
     json.dumps(result)  # what is written to bench/results/ is plain JSON
 
 
+def test_the_table_shows_one_against_two_workers() -> None:
+    result: dict[str, Any] = {
+        "ours": _side(1000.0, 5.0, 10.0),
+        "raw_pyfunc_ms": {"1": 5.0, "100": 5.5, "1000": 4.0},
+        "client": {"name": "wrk", "version": "4.1", "ceiling": {"c16_req_per_s": 40000.0}},
+        "machine": {"cpus": 2},
+        "workers": {
+            "scenario": "single_c16",
+            "1": {"req_per_s": 2400.0, "p50_ms": 6.0, "p99_ms": 16.0, "errors": 0,
+                  "peak_rss_mb": 400.0},
+            "2": {"req_per_s": 3600.0, "p50_ms": 4.0, "p99_ms": 12.0, "errors": 0,
+                  "peak_rss_mb": 780.0},
+            "speedup": 1.5,
+        },
+    }  # fmt: skip
+    result["targets"] = bench.targets(result)
+    assert (
+        "1 row, 16 conns, WEB_CONCURRENCY=1 -> 2: 2,400.0 -> 3,600.0 req/s (1.50x; p99 16.00 -> "
+        "12.00 ms, errors 0 / 0, peak RSS 400 -> 780 MB; 2 CPUs)"
+    ) in bench.table(result)
+
+
 def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         bench.main(["--help"])
