@@ -24,7 +24,7 @@ from starlette.middleware.cors import CORSMiddleware
 from uvicorn.config import STARTUP_FAILURE
 
 from churn import redact
-from serve import api_models, apidoc, errors, invocations, limits
+from serve import api_models, apidoc, http_errors, invocations, limits
 from serve.accesslog import REQUEST_ID_HEADER, RequestIdMiddleware
 from serve.config import ServeSettings
 from serve.metrics import Metrics, MetricsMiddleware
@@ -77,7 +77,7 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan(settings, metrics, registry, challenger_registry),
         generate_unique_id_function=apidoc.operation_id,
-        exception_handlers=errors.handlers(invocations.PATHS, _not_ready_detail),
+        exception_handlers=http_errors.handlers(invocations.PATHS, _not_ready_detail),
     )
     _add_middleware(app, settings, metrics)
     guard = api_guard(settings.api_token)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from serve.api_models import EXAMPLE_ROWS
-from serve.errors import NotReadyError
+from serve.http_errors import NotReadyError
 from serve.rows import frame
 from serve.validation import fast_rows
 

@@ -36,8 +36,8 @@ from fastapi.responses import Response
 from churn import schema
 from churn.schema import Column, Kind
 from serve import api_models, validation
-from serve.errors import JSON, NotReadyError, ServiceError
 from serve.holder import Scored
+from serve.http_errors import JSON, NotReadyError, ServiceError
 from serve.limits import read_body
 from serve.rows import FEATURE_NAMES, REQUEST_COLUMNS, Batch
 from serve.services import ServicesDep
@@ -53,8 +53,8 @@ _encode = msgspec.json.Encoder().encode
 
 
 class ProtocolError(ServiceError):
-    """An answer other than 200 that only MLflow's protocol gives (serve/errors.py renders it in
-    MLflow's error shape on MLflow's paths)."""
+    """An answer other than 200 that only MLflow's protocol gives (serve/http_errors.py renders
+    it in MLflow's error shape on MLflow's paths)."""
 
     def __init__(self, status: int, error_code: str, message: str) -> None:
         super().__init__(message)

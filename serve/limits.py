@@ -7,7 +7,7 @@
   would otherwise be parsed as JSON and reported as "not valid JSON", which misleads).
 - A body is read up to a limit (`read_body`): over it, 413 before the rest is read.
 
-`install(app, settings)` adds the middleware; the error answers are serve/errors.py's.
+`install(app, settings)` adds the middleware; the error answers are serve/http_errors.py's.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve.config import ServeSettings
-from serve.errors import BodyTooLarge, error_body, shown
+from serve.http_errors import BodyTooLarge, error_body, shown
 
 log = logging.getLogger(__name__)
 

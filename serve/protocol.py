@@ -26,7 +26,7 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from serve.config import ServeSettings
-from serve.errors import error_body
+from serve.http_errors import error_body
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPBearer
 from pydantic import SecretStr
 
-from serve.errors import Refused, Unauthenticated
+from serve.http_errors import Refused, Unauthenticated
 
 # MLflow 3.x webhook delivery (mlflow/webhooks/delivery.py, "Standard Webhooks" style): the
 # signature header is "v1,<base64 HMAC-SHA256(secret, f'{delivery_id}.{timestamp}.{body}')>".

@@ -22,7 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 from churn import schema
 from churn.schema import Column, Kind
 from serve.api_models import Customer
-from serve.errors import ServiceError, error_body
+from serve.http_errors import ServiceError, error_body
 from serve.rows import FEATURE_COLUMNS, FEATURE_NAMES, ID_MAX_LENGTH, REQUEST_COLUMNS, Batch
 
 _ROWS = TypeAdapter(list[Customer])  # type: ignore[valid-type]

@@ -11,7 +11,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from serve.errors import BodyTooLarge, Refused, json_response
+from serve.http_errors import BodyTooLarge, Refused, json_response
 from serve.limits import read_body
 from serve.reloader import Outcome
 from serve.security import (

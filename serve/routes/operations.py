@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse, Response
 
 from serve import answers
-from serve.errors import NotReadyError, json_response
+from serve.http_errors import NotReadyError, json_response
 from serve.services import Services, ServicesDep
 
 router = APIRouter(tags=["operations"])

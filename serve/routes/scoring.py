@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from serve import answers, api_models, invocations, validation
-from serve.errors import JSON, NotReadyError
+from serve.http_errors import JSON, NotReadyError
 from serve.limits import read_body
 from serve.rows import Batch, customer_ids
 from serve.services import Services, ServicesDep

@@ -168,3 +168,50 @@ def test_make_docs_images_runs_this_module() -> None:
     recipe = makefile[makefile.index("\ndocs-images:") + 1 :].splitlines()[1]
     assert recipe.strip() == "@$(PY) -m docs.images"
     assert (DOCS / "images.py").is_file()
+
+
+# How the pages' captured outputs name a version and its run (status lines, register.py, /ready
+# and /model, lineage): version -> the run id shown, compared on its first 12 digits.
+_VERSION_RUN = [
+    re.compile(r"churn v(\d+) \([^)]*?\brun ([0-9a-f]{12})"),
+    re.compile(r"registered churn v(\d+), source run ([0-9a-f]{32})"),
+    re.compile(r'"version":\s*(\d+),\s*"run_id":\s*"([0-9a-f]{32})"'),
+    re.compile(r"version +: churn v(\d+)\nrun +: ([0-9a-f]{32})"),
+]
+
+
+def version_runs(pages: list[Path]) -> dict[int, dict[str, list[str]]]:
+    """Every version a runnable block's output shows with a run id: version -> run -> where."""
+    seen: dict[int, dict[str, list[str]]] = {}
+    for page in pages:
+        for block in runner.parse(page):
+            for command in block.commands:
+                text = "\n".join(command.expected)
+                for pattern in _VERSION_RUN:
+                    for version, run in pattern.findall(text):
+                        where = f"{page.name}:{command.line}"
+                        seen.setdefault(int(version), {}).setdefault(run[:12], []).append(where)
+    return seen
+
+
+def test_a_version_has_one_run_id_on_every_page() -> None:
+    """The pages are captured from one continuous run of the course (`python -m tests.docs.runner
+    --update --recapture`), so a version shows the same run on every page: the lineage the course
+    teaches, unbroken on the page."""
+    seen = version_runs(runner.pages())
+    assert seen, "no page shows a version with its run: the patterns above went stale"
+    split = {v: runs for v, runs in sorted(seen.items()) if len(runs) > 1}
+    assert not split, "versions shown with more than one run id: " + "; ".join(
+        f"v{v}: " + ", ".join(f"{run} at {' '.join(where)}" for run, where in runs.items())
+        for v, runs in split.items()
+    )
+
+
+def test_the_one_run_id_check_can_fail(tmp_path: Path) -> None:
+    pages = []
+    for n, run in enumerate(("3f2a9c1d7e4b", "0123456789ab")):
+        page = tmp_path / f"day-0{n}.md"
+        status = f"champion: churn v2 (auc=0.8, run {run})"
+        page.write_text(f"<!-- run -->\n```console\n$ churn status\n{status}\n```\n")
+        pages.append(page)
+    assert set(version_runs(pages)[2]) == {"3f2a9c1d7e4b", "0123456789ab"}

@@ -10,8 +10,9 @@ Two generators, both against the uvicorn process `make serve` starts:
   characters, wrong content types and encodings, and bodies over the size limit.
 
 Protection proved: request parsing and validation in serve/validation.py, the body limit in
-serve/limits.py, the 415 / timeout layer there and the error bodies in serve/errors.py. Without them
-the 404/405 bodies do not name the problem and a text/plain or gzip body is parsed as JSON;
+serve/limits.py, the 415 / timeout layer there and the error bodies in serve/http_errors.py.
+Without them the 404/405 bodies do not name the problem and a text/plain or gzip body is parsed
+as JSON;
 without the schema's checks a wrong value reaches the model and answers 500.
 """
 

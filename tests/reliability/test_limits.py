@@ -7,7 +7,7 @@ Each test names the protection it proves; removing it makes the test fail:
 - batch size (CHURN_MAX_BATCH_SIZE): 422 naming `instances`, before any row is scored;
 - request deadline (serve/limits.py RequestTimeoutMiddleware): a client that stalls mid-body
   gets 408 and frees its worker; a request the model cannot answer in time gets 503;
-- error bodies (serve/errors.py handlers): 404/405/500 are JSON naming the problem, with no
+- error bodies (serve/http_errors.py handlers): 404/405/500 are JSON naming the problem, with no
   stack trace or path;
 - the admin token is compared in constant time (serve/security.py `check_bearer`).
 """

@@ -53,10 +53,7 @@ INNER: dict[str, tuple[str, ...]] = {
 # Packages whose modules must not share a file name, and the names they share today, each with
 # the reason it is not renamed yet. A stale entry fails too (remove it when the rename lands).
 UNIQUE_NAMES = ("churn", "serve", "deploy")
-SHARED_NAMES: dict[str, str] = {
-    "errors.py": "churn/errors.py (typed errors, exit codes) vs serve/errors.py (HTTP error "
-    "answers): to rename, e.g. serve/errors.py -> serve/error_answers.py (issue 21, item 5)",
-}
+SHARED_NAMES: dict[str, str] = {}
 DOC = ROOT / "docs" / "architecture.md"
 _SPAN = re.compile(r"`([^`\s]+)`")
 _PATH = re.compile(r"\.?[\w*-]+(\.[\w*-]+)*(/[\w.*-]+)*/?")

@@ -1,4 +1,4 @@
-"""The one exception-handler registry (serve/errors.py): each domain error answers with its own
+"""The one exception-handler registry (serve/http_errors.py): each domain error answers with its own
 status and headers, in our shape on our paths and in MLflow's on MLflow's."""
 
 from __future__ import annotations
@@ -7,15 +7,15 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from serve import errors
+from serve import http_errors
 from serve.validation import RequestError
 
 RAISED: dict[str, Exception] = {
-    "too-large": errors.BodyTooLarge(10),
-    "unauthenticated": errors.Unauthenticated("missing Authorization header"),
-    "refused": errors.Refused(403, "invalid admin token"),
+    "too-large": http_errors.BodyTooLarge(10),
+    "unauthenticated": http_errors.Unauthenticated("missing Authorization header"),
+    "refused": http_errors.Refused(403, "invalid admin token"),
     "invalid": RequestError((("instances[0].tenure", "must be an integer"), ("x", "unknown"))),
-    "not-ready": errors.NotReadyError("no model loaded"),
+    "not-ready": http_errors.NotReadyError("no model loaded"),
 }
 
 
@@ -23,7 +23,7 @@ RAISED: dict[str, Exception] = {
 def client() -> TestClient:
     # The registry matches MLflow's paths exactly, as the service lists them (/invocations ...).
     mlflow_paths = {f"/mlflow/{name}" for name in RAISED}
-    app = FastAPI(exception_handlers=errors.handlers(mlflow_paths, lambda _request: "loading"))
+    app = FastAPI(exception_handlers=http_errors.handlers(mlflow_paths, lambda _request: "loading"))
 
     async def raising(name: str) -> None:
         raise RAISED[name]
@@ -79,7 +79,7 @@ def test_mlflows_paths_get_mlflows_shape(
 
 
 def test_an_unexpected_error_says_nothing_internal() -> None:
-    app = FastAPI(exception_handlers=errors.handlers(set(), lambda _r: ""))
+    app = FastAPI(exception_handlers=http_errors.handlers(set(), lambda _r: ""))
 
     @app.get("/boom")
     async def boom() -> None:
