@@ -6,9 +6,10 @@ filesystem layer):
     day=2026-11-20/part-<utc time>-<random>.parquet    one file per flush, never rewritten
     outcomes/part-<utc time>-<random>.parquet          `churn outcomes --labels FILE`
 
-A file appears whole or not at all: written under a hidden name, then renamed (on S3 an upload
-is atomic already). Readers skip hidden names, so a flush cut by a crash leaves nothing behind
-that a reader would take for data.
+A file appears whole or not at all: written under a hidden name (`.part-….parquet.partial`),
+then renamed (on S3 an upload is atomic already). Readers skip hidden names, so a flush cut by a
+crash leaves nothing behind that a reader would take for data; the next writer to start removes
+such leftovers once they are old enough that no live writer can still be writing them.
 
 Columns (LOG_COLUMNS): ts (UTC), request_id, customerID, version, role (champion, challenger or
 shadow), p_churn, decision (p_churn >= the served version's threshold), then the validated
@@ -33,7 +34,14 @@ META_COLUMNS = ("ts", "request_id", schema.ID_COLUMN, "version", "role", "p_chur
 LOG_COLUMNS = META_COLUMNS + tuple(schema.FEATURE_NAMES)
 DAY_PREFIX = "day="
 OUTCOMES_DIR = "outcomes"
+FLUSH_ROWS = 20_000  # the writer's largest file, in rows (bench/live_eval.py writes the same)
 _HIDDEN = (".", "_")
+_PARTIAL = ".partial"
+# A partial file exists only while one flush is written (at most FLUSH_ROWS rows: well under a
+# second on a local disk) and its mtime moves with every write. One untouched for this long has
+# no live writer behind it, even with workers of other processes sharing the log, a slow disk or
+# a 20-second stall: its writer was killed between write and rename.
+STALE_PARTIAL_AGE = timedelta(hours=1)
 logger = logging.getLogger(__name__)
 
 
@@ -64,6 +72,15 @@ def part_name(now: datetime | None = None) -> str:
     return f"part-{stamp}-{secrets.token_hex(4)}.parquet"
 
 
+def _partial_of(name: str) -> str:
+    return f".{name}{_PARTIAL}"
+
+
+def is_partial(base_name: str) -> bool:
+    """A name `write_frame` writes before its rename, and nothing else."""
+    return base_name.startswith(".part-") and base_name.endswith(f".parquet{_PARTIAL}")
+
+
 def write_frame(loc: Location, folder: str, frame: pd.DataFrame) -> str:
     """`frame` as one new Parquet file in `folder`, whole or not at all; returns its path."""
     import pyarrow as pa
@@ -78,7 +95,7 @@ def write_frame(loc: Location, folder: str, frame: pd.DataFrame) -> str:
     if type(filesystem).__name__ != "LocalFileSystem":
         pq.write_table(table, final, filesystem=filesystem)  # an object PUT is atomic
         return final
-    hidden = f"{target_dir}/.{name}.partial"
+    hidden = f"{target_dir}/{_partial_of(name)}"
     pq.write_table(table, hidden, filesystem=filesystem)
     filesystem.move(hidden, final)  # type: ignore[attr-defined]  # rename(2): atomic
     return final
@@ -158,6 +175,31 @@ def prune(loc: Location, keep_days: int, today: date | None = None) -> list[date
     return old
 
 
+def remove_stale_partials(
+    loc: Location, older_than: timedelta = STALE_PARTIAL_AGE, now: datetime | None = None
+) -> list[str]:
+    """Delete the partial files (`is_partial`) that a killed writer left in the log's day and
+    outcomes folders, last written more than `older_than` ago; returns their paths. Finished
+    files and any other name are never touched."""
+    from pyarrow import fs
+
+    cutoff = (now or datetime.now(UTC)) - older_than
+    folders = [day_folder(d) for d in days(loc)] + [OUTCOMES_DIR]
+    removed = []
+    for folder in folders:
+        selector = fs.FileSelector(loc.join(folder), allow_not_found=True)
+        for info in loc.fs.get_file_info(selector):  # type: ignore[attr-defined]
+            if (
+                info.type == fs.FileType.File
+                and is_partial(info.base_name)
+                and info.mtime is not None
+                and info.mtime < cutoff
+            ):
+                loc.fs.delete_file(info.path)  # type: ignore[attr-defined]
+                removed.append(info.path)
+    return removed
+
+
 def read_outcomes(loc: Location) -> pd.DataFrame:
     from churn.outcomes import OUTCOME_COLUMNS
 
@@ -211,6 +253,7 @@ class WriterStats:
     written_rows: int = 0
     dropped_rows: int = 0
     failed_flushes: int = 0
+    stale_partials_removed: int = 0  # crash leftovers removed at start (remove_stale_partials)
 
 
 class Writer:
@@ -220,14 +263,15 @@ class Writer:
     queue holds `max_pending_rows`, new rows are dropped and counted (stats.dropped_rows, shown
     in /metrics): the log is evidence, not a reason to slow or fail a request. Rows are flushed
     as one file per day every `flush_seconds` or `flush_rows`, whichever comes first; a failed
-    flush (disk full, S3 down) drops that batch, counts it and keeps going.
+    flush (disk full, S3 down) drops that batch, counts it and keeps going. Its thread first
+    removes the partial files a killed writer left behind (remove_stale_partials).
     """
 
     def __init__(
         self,
         root: str,
         max_pending_rows: int = 200_000,
-        flush_rows: int = 20_000,
+        flush_rows: int = FLUSH_ROWS,
         flush_seconds: float = 5.0,
         keep_days: int = 90,
         on_written: Callable[[int], None] = lambda n: None,
@@ -272,6 +316,7 @@ class Writer:
         import queue
         import time
 
+        self._remove_stale_partials()
         batch: list[Scored] = []
         rows = 0
         deadline = time.monotonic() + self.flush_seconds
@@ -308,6 +353,22 @@ class Writer:
         finally:
             with self._lock:
                 self._pending -= rows
+
+    def _remove_stale_partials(self) -> None:
+        """On the writer's thread: a listing of every day folder (on S3, many requests) must
+        not delay the service's start."""
+        try:
+            removed = remove_stale_partials(self.location)
+        except Exception:  # a log it cannot list now is a flush's problem, reported there
+            logger.exception("prediction log: looking for stale partial files failed")
+            return
+        self.stats.stale_partials_removed = len(removed)
+        if removed:
+            logger.warning(
+                "prediction log: removed %d partial file(s) left by a writer killed mid-flush "
+                "(last written more than %s ago): %s",
+                len(removed), STALE_PARTIAL_AGE, ", ".join(removed),
+            )  # fmt: skip
 
     def _prune_daily(self) -> None:
         today = datetime.now(UTC).date()
