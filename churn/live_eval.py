@@ -1,10 +1,11 @@
 """Live evaluation: champion vs challenger judged on the customers each actually served.
 
-Input: the prediction log joined to the outcomes (churn.outcomes.join): one row per outcome and
-role, with the version that scored it and its P(churn). Output (LiveReport): per version and
-role, AUC, log loss, the reliability curve and the course's business figure (the share of this
-period's churners that the top decile of scores caught); and the served challenger minus the
-served champion on the gate metric, with a bootstrap interval.
+Input (`from_log`, what `churn live-eval` calls): the prediction log joined to the outcomes
+(churn.outcomes.join): one row per outcome and role, with the version that scored it and its
+P(churn). Output (LiveReport): per version and role, AUC, log loss, the reliability curve and
+the course's business figure (the share of this period's churners that the top decile of scores
+caught); and the served challenger minus the served champion on the gate metric, with a
+bootstrap interval.
 
 The split is sticky by customer, so the two served groups are different customers: each group
 is resampled on its own (an unpaired bootstrap), unlike the holdout gate, which scores both
@@ -18,12 +19,15 @@ import html
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from churn import outcomes, predlog, settings
+from churn.errors import UsageError
 from churn.evaluate import CONFIDENCE, bootstrap_weights, weighted_metric
 from churn.figures import png_base64
 
@@ -227,6 +231,34 @@ def evaluate(
     return LiveReport(since, until, len(joined), groups, comparison, missing)
 
 
+class EmptyPeriodError(UsageError):
+    """The log holds no prediction in the period asked for."""
+
+
+def from_log(
+    root: str,
+    since: datetime,
+    until: datetime,
+    window: timedelta,
+    metric: str = "auc",
+    need: Evidence = Evidence(),
+    resamples: int = 1000,
+    seed: int = 42,
+) -> LiveReport:
+    """The live evaluation of [since, until) from the log under `root` (a folder or s3://…):
+    its predictions, each outcome joined to the one in force (within `window`), the figures and
+    the bootstrap. Raises EmptyPeriodError when no prediction falls in the period."""
+    loc = predlog.Location.of(root)
+    log = predlog.read(loc, since, until)
+    if log.empty:
+        raise EmptyPeriodError(
+            f"the prediction log {root} has no rows between --since and --until: is the "
+            f"service writing it ({settings.PREDICTION_LOG_ENV})?"
+        )
+    joined = outcomes.join(log, predlog.read_outcomes(loc), window)
+    return evaluate(joined, f"{since:%Y-%m-%d}", f"{until:%Y-%m-%d}", metric, need, resamples, seed)
+
+
 def format_table(report: LiveReport) -> list[str]:
     lines = [
         f"live evaluation {report.since} -> {report.until}: {report.joined_rows} outcomes "
@@ -314,7 +346,6 @@ def log_run(client: MlflowClient, uri: str, report: LiveReport, files: list[Path
 
     from mlflow.entities import Metric, RunTag
 
-    from churn import settings
     from churn.tracking import ensure_experiment
 
     exp = ensure_experiment(client, uri, LIVE_EXPERIMENT)
