@@ -224,6 +224,17 @@ def test_the_join_takes_the_prediction_in_force_when_the_outcome_was_observed() 
     assert by_role["shadow"].version == 3 and by_role["champion"].label == 1
 
 
+@pytest.mark.parametrize(("log_unit", "outcome_unit"), [("ns", "us"), ("us", "ns"), ("s", "ms")])
+def test_the_join_takes_times_of_any_unit(log_unit: str, outcome_unit: str) -> None:
+    """A log or a labels file written elsewhere (another pandas, a Parquet file in ns)."""
+    log = scored(["a", "b"], [T0, T0], 1, "champion", [0.3, 0.8])
+    log["ts"] = log["ts"].dt.as_unit(log_unit)
+    seen = labels(["a", "b"], [False, True], [T0 + timedelta(days=1)] * 2)
+    seen["observed_at"] = seen["observed_at"].dt.as_unit(outcome_unit)
+    got = outcomes.join(log, seen, window=timedelta(days=60))
+    assert list(got["p_churn"]) == [0.3, 0.8] and list(got["label"]) == [0, 1]
+
+
 # ---- the figures -----------------------------------------------------------------------------
 
 
