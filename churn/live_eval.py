@@ -28,7 +28,7 @@ import pandas as pd
 
 from churn import outcomes, predlog, settings
 from churn.errors import UsageError
-from churn.evaluate import CONFIDENCE, bootstrap_weights, weighted_metric
+from churn.evaluate import CONFIDENCE, bootstrap_weights, metric_scorer, weighted_metric
 from churn.figures import png_base64
 
 if TYPE_CHECKING:
@@ -158,13 +158,9 @@ def unpaired_bootstrap(
     draws = []
     for side, side_seed in ((champion, seed), (challenger, seed + 1)):
         y, p = side
+        scorer = metric_scorer(metric, y, p, threshold)  # the scores sorted once per side
         draws.append(
-            np.concatenate(
-                [
-                    weighted_metric(metric, y, p, w, threshold)
-                    for w in bootstrap_weights(len(y), resamples, side_seed)
-                ]
-            )
+            np.concatenate([scorer(w) for w in bootstrap_weights(len(y), resamples, side_seed)])
         )
     tail = (1.0 - CONFIDENCE) / 2.0 * 100.0
     low, high = np.nanpercentile(draws[1] - draws[0], [tail, 100.0 - tail])
