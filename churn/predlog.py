@@ -35,6 +35,7 @@ LOG_COLUMNS = META_COLUMNS + tuple(schema.FEATURE_NAMES)
 DAY_PREFIX = "day="
 OUTCOMES_DIR = "outcomes"
 FLUSH_ROWS = 20_000  # the writer's largest file, in rows (bench/live_eval.py writes the same)
+FLUSH_SECONDS = 5.0  # and the longest it waits between files (bench/serve.py's log slices)
 _HIDDEN = (".", "_")
 _PARTIAL = ".partial"
 # A partial file exists only while one flush is written (at most FLUSH_ROWS rows: well under a
@@ -272,7 +273,7 @@ class Writer:
         root: str,
         max_pending_rows: int = 200_000,
         flush_rows: int = FLUSH_ROWS,
-        flush_seconds: float = 5.0,
+        flush_seconds: float = FLUSH_SECONDS,
         keep_days: int = 90,
         on_written: Callable[[int], None] = lambda n: None,
         on_dropped: Callable[[int], None] = lambda n: None,
