@@ -23,6 +23,7 @@ import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from itertools import chain
 from typing import Any
 
 import pandas as pd
@@ -216,7 +217,8 @@ def read_outcomes(loc: Location) -> pd.DataFrame:
 
 @dataclass
 class Scored:
-    """One request's rows as the service scored them; the frame is built on the writer's thread."""
+    """One request's rows as the service scored them: references only, nothing is built on the
+    request's thread. The writer turns the rows of every request of a flush into one frame."""
 
     ts: datetime
     request_id: str
@@ -225,28 +227,43 @@ class Scored:
     role: str
     p_churn: Any  # sequence of float, one per row
     threshold: float
-    # The validated rows in schema order, or what builds them: the service passes its rows'
-    # frame builder, so the frame is made on the writer's thread, not the request's.
-    features: pd.DataFrame | Callable[[], pd.DataFrame]
+    rows: Sequence[Any]  # the validated rows, each with one attribute per feature
 
-    def frame(self) -> pd.DataFrame:
-        import numpy as np
 
-        p = np.asarray(self.p_churn, dtype=np.float64)
-        meta = pd.DataFrame(
-            {
-                "ts": pd.Timestamp(self.ts),
-                "request_id": self.request_id,
-                schema.ID_COLUMN: self.ids,
-                "version": self.version,
-                "role": self.role,
-                "p_churn": p,
-                "decision": p >= self.threshold,
-            }
-        )
-        features = self.features() if callable(self.features) else self.features
-        rows = features[list(schema.FEATURE_NAMES)].reset_index(drop=True)
-        return pd.concat([meta, rows], axis=1)
+def rows_frame(requests: Sequence[Sequence[Any]]) -> pd.DataFrame:
+    """The features of many requests' rows (each with one attribute per feature), in schema
+    order: the writer's default; the service gives its own typed builder (serve.rows)."""
+    rows = list(chain.from_iterable(requests))
+    return pd.DataFrame({n: [getattr(r, n) for r in rows] for n in schema.FEATURE_NAMES})
+
+
+def batch_frame(
+    batch: Sequence[Scored],
+    features: Callable[[Sequence[Sequence[Any]]], pd.DataFrame] = rows_frame,
+) -> pd.DataFrame:
+    """The log's rows (LOG_COLUMNS) of many requests, built column by column in one go: a
+    frame per request cost ~5 ms of CPU each, more than scoring a one-row request."""
+    import numpy as np
+
+    sizes = np.fromiter((len(s.ids) for s in batch), dtype=np.int64, count=len(batch))
+
+    def each(values: Iterable[Any], dtype: Any = None) -> Any:
+        return np.repeat(np.array(list(values), dtype=dtype), sizes)
+
+    p = np.concatenate([np.asarray(s.p_churn, dtype=np.float64) for s in batch])
+    meta = pd.DataFrame(
+        {
+            "ts": pd.DatetimeIndex([s.ts for s in batch]).as_unit("us").repeat(sizes),
+            "request_id": each((s.request_id for s in batch), object),
+            schema.ID_COLUMN: list(chain.from_iterable(s.ids for s in batch)),
+            "version": each((s.version for s in batch), np.int64),
+            "role": each((s.role for s in batch), object),
+            "p_churn": p,
+            "decision": p >= each(s.threshold for s in batch),
+        }
+    )
+    rows = features([s.rows for s in batch]).reset_index(drop=True)
+    return pd.concat([meta, rows[list(schema.FEATURE_NAMES)]], axis=1)
 
 
 @dataclass
@@ -277,6 +294,7 @@ class Writer:
         keep_days: int = 90,
         on_written: Callable[[int], None] = lambda n: None,
         on_dropped: Callable[[int], None] = lambda n: None,
+        features: Callable[[Sequence[Sequence[Any]]], pd.DataFrame] = rows_frame,
     ) -> None:
         import queue
         import threading
@@ -286,6 +304,7 @@ class Writer:
         self.flush_rows, self.flush_seconds, self.keep_days = flush_rows, flush_seconds, keep_days
         self.stats = WriterStats()
         self.on_written, self.on_dropped = on_written, on_dropped  # e.g. Prometheus counters
+        self.features = features  # many requests' rows -> one features frame (batch_frame)
         self._queue: queue.SimpleQueue[Scored | None] = queue.SimpleQueue()
         self._pending = 0
         self._lock = threading.Lock()
@@ -342,7 +361,7 @@ class Writer:
         if not batch:
             return
         try:
-            append(self.location, pd.concat([s.frame() for s in batch], ignore_index=True))
+            append(self.location, batch_frame(batch, self.features))
             self.stats.written_rows += rows
             self.on_written(rows)
             self._prune_daily()

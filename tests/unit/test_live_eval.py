@@ -305,11 +305,26 @@ def test_too_few_outcomes_says_how_many_more_each_side_needs() -> None:
 # ---- the writer ------------------------------------------------------------------------------
 
 
-def request(n: int, version: int = 1, ts: datetime = T0) -> predlog.Scored:
-    rows = features(normalise(generate(rows=n, seed=4)))
+def request(n: int, version: int = 1, ts: datetime = T0, p: float = 0.7) -> predlog.Scored:
+    rows = list(features(normalise(generate(rows=n, seed=4))).itertuples(index=False))
     return predlog.Scored(
-        ts, "req", [f"c{i}" for i in range(n)], version, "champion", [0.7] * n, 0.5, rows
+        ts, f"req-{version}", [f"c{i}" for i in range(n)], version, "champion", [p] * n, 0.5, rows
     )
+
+
+def test_many_requests_make_one_frame_row_for_row() -> None:
+    batch = [request(3), request(1, version=2, ts=T0 + timedelta(seconds=1), p=0.2), request(2)]
+    got = predlog.batch_frame(batch)
+    assert list(got.columns) == list(predlog.LOG_COLUMNS)
+    assert list(got["request_id"]) == ["req-1"] * 3 + ["req-2"] + ["req-1"] * 2
+    assert list(got["version"]) == [1, 1, 1, 2, 1, 1] and list(got["role"]) == ["champion"] * 6
+    assert list(got["ts"]) == [T0] * 3 + [T0 + timedelta(seconds=1)] + [T0] * 2
+    assert list(got["decision"]) == [True, True, True, False, True, True]
+    assert list(got[schema.ID_COLUMN]) == ["c0", "c1", "c2", "c0", "c0", "c1"]
+    want = pd.concat(
+        [features(normalise(generate(rows=n, seed=4))) for n in (3, 1, 2)], ignore_index=True
+    )
+    pd.testing.assert_frame_equal(got[list(schema.FEATURE_NAMES)], want, check_dtype=False)
 
 
 def test_the_writer_flushes_everything_offered_on_close(tmp_path: Path) -> None:
