@@ -105,7 +105,7 @@ test: setup-dev $(if $(filter true 1,$(CI)),system-deps) ci-lint docs-build ## l
 test-unit: setup-dev ## unit tests only (fast)
 	$(PY) -m pytest tests/unit $(ARGS)
 
-.PHONY: bench bench-peers bench-score setup-bench
+.PHONY: bench bench-peers bench-score bench-live-eval setup-bench
 # The benchmarks install nothing: `make setup-bench` does, once (as root, or with sudo).
 WRK_CHECK = @command -v wrk >/dev/null || { echo "bench: wrk is not installed: run \`make setup-bench\` first" >&2; exit 1; }
 setup-bench: setup-dev ## wrk, the load generator of bench and bench-peers (apt-get install wrk)
@@ -113,7 +113,7 @@ setup-bench: setup-dev ## wrk, the load generator of bench and bench-peers (apt-
 	  DEBIAN_FRONTEND=noninteractive $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq wrk; }
 	@wrk -v 2>&1 | head -1
 
-bench: setup-dev ## ours vs `mlflow models serve` and the floor, 1 vs 2 workers (~7 min; ARGS="--quick"); bench/results/
+bench: setup-dev ## ours vs `mlflow models serve` and the floor, 1 vs 2 workers, the prediction log on vs off (~8 min; ARGS="--quick"); bench/results/
 	$(WRK_CHECK)
 	$(PY) -m bench.serve $(ARGS)
 
@@ -123,6 +123,9 @@ bench-peers: setup-dev ## ours vs MLServer, BentoML, LitServe, mlflow serve, eac
 
 bench-score: setup-spark ## batch scoring, Spark local[2] vs pandas, up to 1M rows (~6 min; ARGS="--quick")
 	$(PY) -m bench.score $(ARGS)
+
+bench-live-eval: setup-dev ## `churn live-eval` on a 1,000,000-row prediction log: under a minute? (ARGS="--quick")
+	$(PY) -m bench.live_eval $(ARGS)
 
 lint: setup-dev ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check .

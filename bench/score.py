@@ -41,7 +41,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.serve import BENCH_ERRORS, MODEL_URI, ensure_champion, finish, store_uri
+from bench.serve import BENCH_ERRORS, MODEL_URI, ensure_champion, finish, output_args, store_uri
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,14 +112,7 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument(
         "--training-rows", type=int, default=20_000, help="rows the champion is trained on"
     )
-    parser.add_argument(
-        "--output",
-        type=Path,
-        help=f"JSON results (default {_rel(RESULTS)}; with --quick {_rel(WORK)}/score-quick.json)",
-    )
-    parser.add_argument(
-        "--work-dir", type=Path, default=WORK, help=f"scratch (default {_rel(WORK)})"
-    )
+    output_args(parser, RESULTS, WORK, "score-quick.json")
     args = parser.parse_args(argv)
     quick = bool(args.quick)
     rows = args.rows if args.rows is not None else (100_000 if quick else 1_000_000)

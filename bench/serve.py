@@ -1,6 +1,6 @@
 """Serving speed: our service against `mlflow models serve`, same model, same requests, one run.
 
-    make bench                      # full run (about 7 minutes), writes bench/results/serve.json
+    make bench                      # full run (about 8 minutes), writes bench/results/serve.json
     make bench ARGS=--quick         # a short smoke run (about 2 minutes), writes bench/.work/
     .venv/bin/python -m bench.serve --help
 
@@ -21,6 +21,11 @@ What it does, in order:
     alternating 2 s slices (8 rounds: the ratio judged is the median round's, so a machine that
     drifts during the run cannot decide it); then a steady run at 16 connections (`--soak`,
     default 60 s) sampling the process tree's RSS;
+    then the prediction log's cost: our service twice, with CHURN_PREDICTION_LOG set to a
+    temporary folder and unset, both up, driven with 1 row at 16 connections and 1,000 rows at
+    1 connection in alternating rounds (on then off, off then on, ...; `--log-rounds`, default
+    4, of 5 s a side: the writer's flush interval): the median round's req/s on / off is judged
+    (issue 24: within 10%), with the rows the log wrote and dropped;
     The floor (bench/floor.py) runs beside them: a bare FastAPI route and a bare ASGI app on
     our exact uvicorn command line, driven with the same one-row bodies (no batches, no
     steady run), so the table shows ours as a share of what the framework alone does;
@@ -58,7 +63,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench.floor import FLOORS
 from churn.procs import HOST, NotReadyError, free_port, stop_process, wait_for_http, wait_port
@@ -87,6 +92,10 @@ SCENARIOS = (
     Scenario("batch1000_c1", "1,000 rows, 1 conn", 1000, 1),
 )
 PAIRED_ROWS = 1000  # the batch whose time is judged against the raw pyfunc.predict
+# The prediction log on vs off (issue 24: "`make bench` with the log on stays within 10% of
+# off"): these scenarios, our req/s with the log on at least this share of off's.
+LOG_SCENARIOS = ("single_c16", "batch1000_c1")
+LOG_TARGET = 0.9
 
 
 @dataclass
@@ -637,6 +646,20 @@ class Options:
     starts: int = 1
     pair_rounds: int = 3
     pair_s: float = 1.0
+    log_rounds: int = 2
+    log_s: float = 1.0
+
+
+def output_args(parser: argparse.ArgumentParser, results: Path, work: Path, quick: str) -> None:
+    """A benchmark's --output (its JSON results) and --work-dir (its scratch) options."""
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help=f"JSON results (default {_rel(results)}; with --quick {_rel(work)}/{quick})",
+    )
+    parser.add_argument(
+        "--work-dir", type=Path, default=work, help=f"scratch (default {_rel(work)})"
+    )
 
 
 def parse_args(argv: list[str] | None) -> Options:
@@ -651,7 +674,7 @@ def parse_args(argv: list[str] | None) -> Options:
         epilog=(
             "Exit codes: 0 run completed (targets are reported, not enforced); 1 a server "
             "failed or the run could not complete; 2 usage error. The full run takes about "
-            "6-7 minutes (1 vs 2 workers: about 1.5 of them); --quick about 2.5."
+            "8 minutes (1 vs 2 workers and the log on vs off: about 2.5 of them); --quick about 3."
         ),
     )
     parser.add_argument(
@@ -678,15 +701,7 @@ def parse_args(argv: list[str] | None) -> Options:
         help="load generator: wrk (`make setup-bench` installs it), the asyncio httpx client, "
         "or auto (wrk when installed, else httpx; default)",
     )
-    parser.add_argument(
-        "--output",
-        type=Path,
-        help=f"JSON results file (default {_rel(RESULTS)}; with --quick {_rel(WORK)}/"
-        "serve-quick.json)",
-    )
-    parser.add_argument(
-        "--work-dir", type=Path, default=WORK, help=f"scratch (default {_rel(WORK)})"
-    )
+    output_args(parser, RESULTS, WORK, "serve-quick.json")
     parser.add_argument(
         "--skip-theirs", action="store_true", help="only our service (no ratios; for debugging)"
     )
@@ -702,16 +717,24 @@ def parse_args(argv: list[str] | None) -> Options:
         help="rounds of (our 1,000-row batches, raw pyfunc.predict) for the batch ratio "
         "(default 8; quick 3)",
     )
+    parser.add_argument(
+        "--log-rounds",
+        type=int,
+        help="alternating rounds of our service with the prediction log on and off, per "
+        "scenario (1 row at 16 conns, 1,000 rows at 1 conn), each side 5 s a round, the "
+        "writer's flush interval (default 4; quick 2, of 1 s)",
+    )
     args = parser.parse_args(argv)
     quick = bool(args.quick)
     seconds = args.seconds if args.seconds is not None else (2.0 if quick else 10.0)
     soak = args.soak if args.soak is not None else (5.0 if quick else 60.0)
     starts = args.starts if args.starts is not None else (1 if quick else 3)
     pair_rounds = args.pair_rounds if args.pair_rounds is not None else (3 if quick else 8)
+    log_rounds = args.log_rounds if args.log_rounds is not None else (2 if quick else 4)
     if seconds <= 0 or soak <= 0 or args.workers < 1 or args.rows < 2_000:
         parser.error("--seconds and --soak must be > 0, --workers >= 1, --rows >= 2000")
-    if starts < 1 or pair_rounds < 1:
-        parser.error("--starts and --pair-rounds must be >= 1")
+    if starts < 1 or pair_rounds < 1 or log_rounds < 1:
+        parser.error("--starts, --pair-rounds and --log-rounds must be >= 1")
     work = args.work_dir.resolve()
     output = args.output or (work / "serve-quick.json" if quick else RESULTS)
     return Options(
@@ -729,7 +752,16 @@ def parse_args(argv: list[str] | None) -> Options:
         starts=starts,
         pair_rounds=pair_rounds,
         pair_s=1.0 if quick else 2.0,
+        log_rounds=log_rounds,
+        # A slice as long as the log writer's flush interval: each bears about one flush
+        log_s=1.0 if quick else _flush_seconds(),
     )
+
+
+def _flush_seconds() -> float:
+    from churn.predlog import FLUSH_SECONDS
+
+    return FLUSH_SECONDS
 
 
 def pick_client(opts: Options) -> Client:
@@ -767,27 +799,62 @@ def paired_batch(
     slice_s: float,
 ) -> dict[str, Any]:
     """Our time per 1,000-row batch against the raw `pyfunc.predict` of the same rows, measured
-    in alternating slices (ours, then the reference, `rounds` times): a machine that speeds up
-    or slows down during the run moves both sides of each round's ratio, not one."""
+    in alternating slices (`alternating`, `rounds` of each)."""
     rows = PAIRED_ROWS
-    ours: list[float] = []
-    raw: list[float] = []
-    for _ in range(rounds):
-        ours.append(client.run(url, bodies, 1, slice_s, rows).p50_ms)
-        raw.append(reference.median_ms(frames, slice_s))
-    ratios = [o / r for o, r in zip(ours, raw, strict=True)]
-    q1, _q2, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    ours, raw = alternating(
+        rounds,
+        lambda: client.run(url, bodies, 1, slice_s, rows).p50_ms,
+        lambda: reference.median_ms(frames, slice_s),
+    )
     return {
         "rows": rows,
         "rounds": rounds,
         "slice_s": slice_s,
         "ours_p50_ms": [round(v, 3) for v in ours],
         "raw_ms": [round(v, 3) for v in raw],
+        **ratio_summary(ours, raw),
+    }
+
+
+T = TypeVar("T")
+
+
+def alternating(rounds: int, a: Callable[[], T], b: Callable[[], T]) -> tuple[list[T], list[T]]:
+    """`rounds` measurements of each of two sides, side by side and in turn: a then b, then b
+    then a, and so on. A machine that speeds up or slows down during the run moves both sides
+    of each round's ratio, not one; and neither side always runs just after the other (whose
+    leftovers, a flush or a warm cache, would then fall on one side only)."""
+    out_a: list[T] = []
+    out_b: list[T] = []
+    for n in range(rounds):
+        if n % 2 == 0:
+            out_a.append(a())
+            out_b.append(b())
+        else:
+            out_b.append(b())
+            out_a.append(a())
+    return out_a, out_b
+
+
+def ratio_summary(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
+    """Each round's a / b, and their median (the figure judged) and quartiles."""
+    ratios = [x / y for x, y in zip(a, b, strict=True)]
+    q1, _q2, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    return {
         "ratios": [round(v, 3) for v in ratios],
         "ratio_median": round(statistics.median(ratios), 3),
         "ratio_q1": round(q1, 3),
         "ratio_q3": round(q3, 3),
     }
+
+
+def warm(server: Server, bodies: dict[int, list[bytes]], client: Client, opts: Options) -> None:
+    """Imports, caches, first-call paths: every body size once before anything is timed."""
+    url = server.base + server.predict_path
+    client.run(url, bodies[1], 16, opts.warm_s, 1)
+    for rows in sorted(bodies):
+        if rows > 1:
+            client.run(url, bodies[rows], 1, min(opts.warm_s, 1.0), rows)
 
 
 def measure(
@@ -827,12 +894,8 @@ def measure(
                 "scenarios": {},
             }
             samplers[server.name] = PeakSampler(server).__enter__()
-        for server, bodies in servers:  # warm: imports, caches, first-call paths
-            url = server.base + server.predict_path
-            client.run(url, bodies[1], 16, opts.warm_s, 1)
-            for rows in sorted(bodies):
-                if rows > 1:
-                    client.run(url, bodies[rows], 1, min(opts.warm_s, 1.0), rows)
+        for server, bodies in servers:
+            warm(server, bodies, client, opts)
         for sc in SCENARIOS:
             for server, bodies in servers:
                 if sc.rows not in bodies:  # a floor: one-row bodies only
@@ -900,6 +963,75 @@ def measure(
     return out
 
 
+def log_cost(
+    opts: Options, client: Client, bodies: Bodies, env: dict[str, str],
+    report: Callable[[str], None] = progress,
+) -> dict[str, Any]:  # fmt: skip
+    """Our service twice, both up: the prediction log on (CHURN_PREDICTION_LOG, a temporary
+    folder) and off (unset), each of LOG_SCENARIOS driven on both in alternating rounds
+    (`alternating`); req/s on / off per round, the median judged. With the rows the log wrote
+    and dropped by the end (its /metrics), so a log that keeps up by dropping rows shows."""
+    import httpx
+
+    from churn.settings import PREDICTION_LOG_ENV
+
+    out: dict[str, Any] = {"rounds": opts.log_rounds, "slice_s": opts.log_s, "scenarios": {}}
+    with tempfile.TemporaryDirectory(dir=opts.work, prefix="predlog-") as folder:
+        on, off = (
+            Server(name, ours_command(port, opts.workers), side_env, "/ready", "/predict", port,
+                   opts.work / f"{name}.log")
+            for name, side_env, port in (
+                ("log_on", {**env, PREDICTION_LOG_ENV: folder}, free_port()),
+                ("log_off", env, free_port()),
+            )
+        )  # fmt: skip
+        try:
+            for server in (on, off):
+                report(f"{server.name}: starting")
+                server.start()
+                warm(server, bodies.ours, client, opts)
+            for sc in (sc for sc in SCENARIOS if sc.key in LOG_SCENARIOS):
+                report(f"log on vs off: {sc.title}, {opts.log_rounds} alternating rounds")
+
+                def drive(server: Server, sc: Scenario = sc) -> Load:
+                    url, body = server.base + server.predict_path, bodies.ours[sc.rows]
+                    return client.run(url, body, sc.connections, opts.log_s, sc.rows)
+
+                loads = alternating(opts.log_rounds, lambda: drive(on), lambda: drive(off))
+                row = out["scenarios"][sc.key] = log_rounds(*loads)
+                report(f"log on / off req/s per round {row['ratios']}: {row['ratio_median']:.2f}x")
+            out["log_rows"] = log_rows(httpx.get(on.base + "/metrics", timeout=10).text)
+        finally:
+            on.stop()
+            off.stop()
+    return out
+
+
+def log_rounds(on: Sequence[Load], off: Sequence[Load]) -> dict[str, Any]:
+    """One scenario's rounds with the log on and off: req/s, errors and on / off per round."""
+    return {
+        "on_req_per_s": [round(load.rps, 1) for load in on],
+        "off_req_per_s": [round(load.rps, 1) for load in off],
+        "errors": {"on": sum(load.errors for load in on), "off": sum(load.errors for load in off)},
+        **ratio_summary([load.rps for load in on], [load.rps for load in off]),
+    }
+
+
+def log_rows(metrics_text: str) -> dict[str, int]:
+    """From the service's /metrics text: rows it scored (every role, warm-up included), and
+    rows its prediction log wrote and dropped."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    rows = {"scored": 0, "written": 0, "dropped": 0}
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name == "churn_predictions_total":
+                rows["scored"] += int(sample.value)
+            elif sample.name == "churn_prediction_log_rows_total":
+                rows[sample.labels["outcome"]] = int(sample.value)
+    return rows
+
+
 def ratio(ours: float, theirs: float) -> float | None:
     if not theirs or math.isnan(theirs) or math.isnan(ours):
         return None
@@ -946,6 +1078,10 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     paired = ours.get("paired")
     r = paired["ratio_median"] if paired else ratio(o["batch1000_c1"]["p50_ms"], raw["1000"])
     add("1,000-row batch: time", "<= 2x raw pyfunc.predict", r, r is not None and r <= 2.0, "x")
+    for key, row in (result.get("log_cost") or {}).get("scenarios", {}).items():
+        title = next(sc.title for sc in SCENARIOS if sc.key == key)
+        r = row["ratio_median"]
+        add(f"log on: {title}", f">= {LOG_TARGET:g}x off (req/s)", r, r >= LOG_TARGET, "x")
     growth = ours["soak"]["rss_growth_pct"]
     # Growth is what would mean a leak; RSS falling during the run (the allocator returning the
     # 1,000-row batches' memory) is not growth.
@@ -1010,6 +1146,7 @@ def table(result: dict[str, Any]) -> str:
             f"{statistics.median(paired['ours_p50_ms']):.2f} ms, raw "
             f"{statistics.median(paired['raw_ms']):.2f} ms)"
         )
+    lines.extend(_log_lines(result))
     runs = ours.get("start_to_ready_runs_s", [])
     if len(runs) > 1:
         lines.append(
@@ -1065,6 +1202,33 @@ def _floor_lines(result: dict[str, Any]) -> list[str]:
             ]
             lines.append(f"  {sc.title:<20} " + ", ".join(parts))
     return [*lines, ""]
+
+
+def _log_lines(result: dict[str, Any]) -> list[str]:
+    """The prediction log on vs off (`log_cost`): req/s on / off per scenario, rows written."""
+    cost = result.get("log_cost")
+    if not cost:
+        return []
+    lines = [
+        f"prediction log on (CHURN_PREDICTION_LOG, a temporary folder) vs off, "
+        f"{cost['rounds']} alternating rounds of {cost['slice_s']:g} s, req/s on / off:"
+    ]
+    for sc in SCENARIOS:
+        row = cost["scenarios"].get(sc.key)
+        if row is not None:
+            lines.append(
+                f"  {sc.title:<20} median {row['ratio_median']:.2f}x (quartiles "
+                f"{row['ratio_q1']:.2f}x-{row['ratio_q3']:.2f}x; on "
+                f"{statistics.median(row['on_req_per_s']):,.1f}, off "
+                f"{statistics.median(row['off_req_per_s']):,.1f} req/s; errors on "
+                f"{row['errors']['on']}, off {row['errors']['off']})"
+            )
+    rows = cost["log_rows"]
+    lines.append(
+        f"  rows the server with the log scored (warm-up included) {rows['scored']:,}: the log "
+        f"wrote {rows['written']:,} and dropped {rows['dropped']:,} by the end (the rest queued)"
+    )
+    return lines
 
 
 def _ceiling_text(ceiling: dict[str, float]) -> str:
@@ -1240,6 +1404,8 @@ def run(opts: Options) -> dict[str, Any]:
         )
     )
     result["workers"] = workers_scaling(opts, bodies, env, client)
+    progress("our service with the prediction log on vs off")
+    result["log_cost"] = log_cost(opts, client, bodies, env)
     result["floor_share"] = floor_shares(result)
     result["targets"] = targets(result)
     result["total_s"] = round(time.monotonic() - t0, 1)

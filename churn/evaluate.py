@@ -25,7 +25,7 @@ import json
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -101,23 +101,72 @@ def bootstrap_weights(n: int, resamples: int, seed: int) -> Iterator[np.ndarray]
         done += b
 
 
-def _weighted_auc(y: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Mann-Whitney AUC per row of weights (ties count one half), from one sort of the scores."""
+def _auc_scorer(y: np.ndarray, score: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """Mann-Whitney AUC per row of weights (ties count one half). The scores are sorted once,
+    here, not per block of weights: with 500,000 rows the sort was most of a bootstrap's time."""
     order = np.argsort(score, kind="mergesort")
     s = score[order]
-    ws = np.take(w, order, axis=1)
-    pos = ws * y[order]
-    neg = ws - pos
+    y_sorted = y[order]
     starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-    if len(starts) < len(s):  # tied scores: one group per distinct score
-        pos = np.add.reduceat(pos, starts, axis=1)
-        neg = np.add.reduceat(neg, starts, axis=1)
-    below = np.cumsum(neg, axis=1)
-    below -= neg  # negatives scored strictly lower than each group
-    below += 0.5 * neg
-    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.asarray(np.einsum("ij,ij->i", pos, below) / (n_pos * n_neg))
+    tied = len(starts) < len(s)  # tied scores: one group per distinct score
+
+    def auc(w: np.ndarray) -> np.ndarray:
+        ws = np.take(w, order, axis=1)
+        pos = ws * y_sorted
+        neg = ws - pos
+        if tied:
+            pos = np.add.reduceat(pos, starts, axis=1)
+            neg = np.add.reduceat(neg, starts, axis=1)
+        below = np.cumsum(neg, axis=1)
+        below -= neg  # negatives scored strictly lower than each group
+        below += 0.5 * neg
+        n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.asarray(np.einsum("ij,ij->i", pos, below) / (n_pos * n_neg))
+
+    return auc
+
+
+def _ratio_scorer(
+    metric: str, y: np.ndarray, proba: np.ndarray, threshold: float
+) -> Callable[[np.ndarray], np.ndarray]:
+    predicted = (proba >= threshold).astype(np.float64)
+    if metric == "accuracy":
+        correct = (predicted == y).astype(np.float64)
+        return lambda w: np.asarray(w @ correct / w.sum(axis=1))
+    if metric not in ("precision", "recall", "f1"):
+        raise ValueError(f"unknown metric {metric!r}")
+    hits = predicted * y
+
+    def ratio(w: np.ndarray) -> np.ndarray:
+        tp = w @ hits
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if metric == "precision":
+                value = tp / (w @ predicted)
+            elif metric == "recall":
+                value = tp / (w @ y)
+            else:
+                value = 2 * tp / (w @ predicted + w @ y)
+        return np.asarray(np.nan_to_num(value, nan=0.0))  # sklearn's zero_division=0
+
+    return ratio
+
+
+def metric_scorer(
+    metric: str, y: np.ndarray, proba: np.ndarray, threshold: float
+) -> Callable[[np.ndarray], np.ndarray]:
+    """`metric` of these labels and probabilities as a function of a block of weights
+    (resamples x n): what does not depend on the weights is computed once, here."""
+    y = np.asarray(y, dtype=np.float64)
+    proba = np.asarray(proba, dtype=np.float64)
+    if metric == "auc":
+        return _auc_scorer(y, proba)
+    if metric == "log_loss":
+        eps = np.finfo(np.float64).eps
+        p = np.clip(proba, eps, 1 - eps)
+        loss = -(y * np.log(p) + (1 - y) * np.log1p(-p))
+        return lambda w: np.asarray(w @ loss / w.sum(axis=1))
+    return _ratio_scorer(metric, y, proba, threshold)
 
 
 def weighted_metric(
@@ -125,28 +174,7 @@ def weighted_metric(
 ) -> np.ndarray:
     """`metric` under each row of weights `w` (resamples x n); all ones gives the plain metric
     (the same numbers as sklearn's, which train.py logs)."""
-    y = np.asarray(y, dtype=np.float64)
-    proba = np.asarray(proba, dtype=np.float64)
-    if metric == "auc":
-        return _weighted_auc(y, proba, w)
-    if metric == "log_loss":
-        eps = np.finfo(np.float64).eps
-        p = np.clip(proba, eps, 1 - eps)
-        return np.asarray(w @ -(y * np.log(p) + (1 - y) * np.log1p(-p)) / w.sum(axis=1))
-    predicted = (proba >= threshold).astype(np.float64)
-    if metric == "accuracy":
-        return np.asarray(w @ (predicted == y).astype(np.float64) / w.sum(axis=1))
-    tp = w @ (predicted * y)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        if metric == "precision":
-            ratio = tp / (w @ predicted)
-        elif metric == "recall":
-            ratio = tp / (w @ y)
-        elif metric == "f1":
-            ratio = 2 * tp / (w @ predicted + w @ y)
-        else:
-            raise ValueError(f"unknown metric {metric!r}")
-    return np.asarray(np.nan_to_num(ratio, nan=0.0))  # sklearn's zero_division=0
+    return metric_scorer(metric, y, proba, threshold)(w)
 
 
 def paired_bootstrap(
@@ -167,13 +195,8 @@ def paired_bootstrap(
         weighted_metric(metric, y, challenger, ones, threshold)[0]
         - weighted_metric(metric, y, champion, ones, threshold)[0]
     )
-    diffs = np.concatenate(
-        [
-            weighted_metric(metric, y, challenger, w, threshold)
-            - weighted_metric(metric, y, champion, w, threshold)
-            for w in bootstrap_weights(len(y), resamples, seed)
-        ]
-    )
+    new, old = (metric_scorer(metric, y, p, threshold) for p in (challenger, champion))
+    diffs = np.concatenate([new(w) - old(w) for w in bootstrap_weights(len(y), resamples, seed)])
     tail = (1.0 - confidence) / 2.0 * 100.0
     low, high = np.nanpercentile(diffs, [tail, 100.0 - tail])
     return PairedDiff(diff, float(low), float(high), resamples, len(y), confidence)

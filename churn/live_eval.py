@@ -1,10 +1,11 @@
 """Live evaluation: champion vs challenger judged on the customers each actually served.
 
-Input: the prediction log joined to the outcomes (churn.outcomes.join): one row per outcome and
-role, with the version that scored it and its P(churn). Output (LiveReport): per version and
-role, AUC, log loss, the reliability curve and the course's business figure (the share of this
-period's churners that the top decile of scores caught); and the served challenger minus the
-served champion on the gate metric, with a bootstrap interval.
+Input (`from_log`, what `churn live-eval` calls): the prediction log joined to the outcomes
+(churn.outcomes.join): one row per outcome and role, with the version that scored it and its
+P(churn). Output (LiveReport): per version and role, AUC, log loss, the reliability curve and
+the course's business figure (the share of this period's churners that the top decile of scores
+caught); and the served challenger minus the served champion on the gate metric, with a
+bootstrap interval.
 
 The split is sticky by customer, so the two served groups are different customers: each group
 is resampled on its own (an unpaired bootstrap), unlike the holdout gate, which scores both
@@ -18,13 +19,16 @@ import html
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from churn.evaluate import CONFIDENCE, bootstrap_weights, weighted_metric
+from churn import outcomes, predlog, settings
+from churn.errors import UsageError
+from churn.evaluate import CONFIDENCE, bootstrap_weights, metric_scorer, weighted_metric
 from churn.figures import png_base64
 from churn.gate import Candidate, PairedDiff
 
@@ -156,13 +160,9 @@ def unpaired_bootstrap(
     draws = []
     for side, side_seed in ((champion, seed), (challenger, seed + 1)):
         y, p = side
+        scorer = metric_scorer(metric, y, p, threshold)  # the scores sorted once per side
         draws.append(
-            np.concatenate(
-                [
-                    weighted_metric(metric, y, p, w, threshold)
-                    for w in bootstrap_weights(len(y), resamples, side_seed)
-                ]
-            )
+            np.concatenate([scorer(w) for w in bootstrap_weights(len(y), resamples, side_seed)])
         )
     tail = (1.0 - CONFIDENCE) / 2.0 * 100.0
     low, high = np.nanpercentile(draws[1] - draws[0], [tail, 100.0 - tail])
@@ -227,6 +227,35 @@ def evaluate(
             diff, low, high, CONFIDENCE, resamples, champ.outcomes + chal.outcomes,
         )  # fmt: skip
     return LiveReport(since, until, len(joined), groups, comparison, missing)
+
+
+class EmptyPeriodError(UsageError):
+    """The log holds no prediction in the period asked for."""
+
+
+def from_log(
+    root: str,
+    since: datetime,
+    until: datetime,
+    window: timedelta,
+    metric: str = "auc",
+    need: Evidence = Evidence(),
+    resamples: int = 1000,
+    seed: int = 42,
+) -> LiveReport:
+    """The live evaluation of [since, until) from the log under `root` (a folder or s3://…):
+    its predictions, each outcome joined to the one in force (within `window`), the figures and
+    the bootstrap. Raises EmptyPeriodError when no prediction falls in the period."""
+    loc = predlog.Location.of(root)
+    log = predlog.read(loc, since, until)
+    if log.empty:
+        raise EmptyPeriodError(
+            f"the prediction log {root} has no rows between --since and --until: is the "
+            f"service writing it ({settings.PREDICTION_LOG_ENV})?"
+        )
+    joined = outcomes.join(log, predlog.read_outcomes(loc), window)
+    period = f"{since:%Y-%m-%dT%H:%M}", f"{until:%Y-%m-%dT%H:%M}"
+    return evaluate(joined, period[0], period[1], metric, need, resamples, seed)
 
 
 def format_table(report: LiveReport) -> list[str]:
@@ -318,7 +347,6 @@ def log_run(client: MlflowClient, uri: str, report: LiveReport, files: list[Path
 
     from mlflow.entities import Metric, RunTag
 
-    from churn import settings
     from churn.tracking import ensure_experiment
 
     exp = ensure_experiment(client, uri, LIVE_EXPERIMENT)

@@ -130,6 +130,10 @@ def join(log: pd.DataFrame, outcomes: pd.DataFrame, window: timedelta) -> pd.Dat
     key = schema.ID_COLUMN
     if log.empty or outcomes.empty:
         return pd.DataFrame(columns=[*predlog.META_COLUMNS, "churned", "observed_at"])
+    # One time unit on both sides: merge_asof refuses keys of different units, and a log or a
+    # labels file written elsewhere may carry nanoseconds where ours carry microseconds.
+    outcomes = outcomes.assign(observed_at=outcomes["observed_at"].dt.as_unit("us"))
+    log = log.assign(ts=log["ts"].dt.as_unit("us"))
     # A customer observed twice keeps the latest outcome (a correction wins).
     latest = outcomes.sort_values("observed_at").drop_duplicates(key, keep="last")
     latest = latest.sort_values("observed_at")

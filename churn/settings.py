@@ -37,6 +37,9 @@ PARAMS_FILE = ROOT / "params.yaml"
 DATA_FILE = ROOT / "data" / "customers.parquet"
 DVC_LOCK = ROOT / "dvc.lock"
 REPORTS_DIR = ROOT / "reports"
+# The service's prediction log (serve/config.py's CHURN_ prefix + prediction_log), and the
+# default log of `churn outcomes` and `churn live-eval`
+PREDICTION_LOG_ENV = "CHURN_PREDICTION_LOG"
 
 # Metrics train.py logs; the gate may use any of them.
 METRICS = ("auc", "f1", "precision", "recall", "accuracy", "log_loss")

@@ -138,3 +138,11 @@ def frame(rows: Sequence[Any]) -> pd.DataFrame:
                 dtype=dtype,
             )
     return pd.DataFrame(columns, copy=False)
+
+
+def frame_of_requests(requests: Sequence[Sequence[Any]]) -> pd.DataFrame:
+    """The rows of many requests as one frame, in order (the prediction log's writer builds one
+    a flush): batches kept as columns are joined as columns, anything else row by row."""
+    if requests and all(isinstance(r, Batch) for r in requests):
+        return Batch.concat(requests).frame()  # type: ignore[arg-type]
+    return frame(list(chain.from_iterable(requests)))

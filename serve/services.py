@@ -30,7 +30,7 @@ from serve.metrics import Metrics
 from serve.model_source import MlflowRegistry, Registry
 from serve.monitor import TrafficMonitor
 from serve.reloader import Reloader
-from serve.rows import customer_ids, frame
+from serve.rows import customer_ids, frame_of_requests
 from serve.security import DeliveryLog
 from serve.traffic import Shadow, Split
 from serve.workers import ReloadBroadcast
@@ -100,7 +100,7 @@ class Services:
 
     def log(self, rows: Sequence[Any], scored: Scored, role: str, request: str = "") -> None:
         """Hand the rows to the prediction log: a reference on a bounded queue, nothing else
-        on the request path (the frame is built on the writer's thread)."""
+        on the request path (the writer builds one frame of many requests on its thread)."""
         if self.predictions is None:
             return
         model = scored.model
@@ -108,7 +108,7 @@ class Services:
             predlog.Scored(
                 datetime.now(UTC), request or request_id.get() or new_request_id(),
                 customer_ids(rows), model.version, role, scored.probabilities,
-                model.threshold, partial(frame, rows),
+                model.threshold, rows,
             )
         )  # fmt: skip
 
@@ -230,6 +230,7 @@ def _prediction_log(settings: ServeSettings, metrics: Metrics) -> Writer | None:
         keep_days=settings.prediction_log_keep_days,
         on_written=rows.labels("written").inc,
         on_dropped=rows.labels("dropped").inc,
+        features=frame_of_requests,
     )
 
 

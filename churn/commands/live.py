@@ -10,7 +10,7 @@ from pathlib import Path
 
 from churn import cli, settings
 
-LOG_ENV = "CHURN_PREDICTION_LOG"
+LOG_ENV = settings.PREDICTION_LOG_ENV
 DEFAULT_LOG = settings.ROOT / "predictions"
 
 OUTCOMES_HELP = """\
@@ -74,25 +74,17 @@ def _outcomes(args: argparse.Namespace) -> int:
 
 
 def _live_eval(args: argparse.Namespace) -> int:
-    from churn import live_eval, outcomes, predlog, tracking
+    from churn import live_eval, tracking
     from churn.errors import UsageError
 
     if args.until <= args.since:
         raise UsageError(f"--until {args.until:%Y-%m-%dT%H:%M} is not after --since")
-    loc = predlog.Location.of(log_root(args.log))
-    log = predlog.read(loc, args.since, args.until)
-    if log.empty:
-        raise UsageError(
-            f"the prediction log {log_root(args.log)} has no rows between --since and --until: "
-            f"is the service writing it ({LOG_ENV})?"
-        )
-    joined = outcomes.join(log, predlog.read_outcomes(loc), timedelta(days=args.window))
     need = live_eval.Evidence(args.min_outcomes, args.min_churners)
     params = settings.load_params(args.params)
-    since, until = (f"{t:%Y-%m-%dT%H:%M}" for t in (args.since, args.until))
-    report = live_eval.evaluate(
-        joined, since, until, params.gate.metric, need, args.resamples, params.seed
-    )
+    report = live_eval.from_log(
+        log_root(args.log), args.since, args.until, timedelta(days=args.window),
+        params.gate.metric, need, args.resamples, params.seed,
+    )  # fmt: skip
     files = live_eval.write_outputs(report, args.out_dir)
     uri = settings.tracking_uri(args.tracking_uri)
     client = tracking.connect(uri)

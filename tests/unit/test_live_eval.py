@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -75,6 +76,86 @@ def test_prune_keeps_the_configured_number_of_days(tmp_path: Path) -> None:
     assert predlog.days(loc) == [date(2026, 11, 5), date(2026, 11, 6)]
 
 
+def _leftover(folder: Path, name: str, age: timedelta) -> Path:
+    """A file as a writer killed between write and rename leaves it, last written `age` ago."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(b"PAR1\x00")
+    stamp = (datetime.now(UTC) - age).timestamp()
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def test_stale_partial_files_are_removed_and_nothing_else(tmp_path: Path) -> None:
+    loc = predlog.Location.of(str(tmp_path))
+    [finished] = predlog.append(loc, scored(["a"], [T0], 1, "champion", [0.2]))
+    day, old = tmp_path / "day=2026-11-02", timedelta(hours=2)
+    os.utime(finished, (0, 0))  # a finished file, however old, is data
+    stale = [
+        _leftover(day, ".part-20261102T090000000000Z-0a1b2c3d.parquet.partial", old),
+        _leftover(tmp_path / "outcomes", ".part-20261201T000000000000Z-00ff.parquet.partial", old),
+    ]
+    kept = [
+        _leftover(day, ".part-20261102T091500000000Z-11111111.parquet.partial", timedelta(0)),
+        _leftover(day, ".other.parquet.partial", old),  # not a name write_frame makes
+        _leftover(day, "part-x.parquet.partial", old),
+        _leftover(tmp_path / "elsewhere", ".part-y.parquet.partial", old),  # not a log folder
+    ]
+    removed = predlog.remove_stale_partials(loc)
+    assert sorted(removed) == sorted(str(p) for p in stale)
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in kept) and Path(finished).exists()
+    assert list(predlog.read(loc, T0, T0 + timedelta(days=1))[schema.ID_COLUMN]) == ["a"]
+
+
+def test_a_starting_writer_removes_stale_partials_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    stale = _leftover(tmp_path / "day=2026-11-02", ".part-1.parquet.partial", timedelta(days=1))
+    fresh = _leftover(tmp_path / "day=2026-11-02", ".part-2.parquet.partial", timedelta(0))
+    writer = predlog.Writer(str(tmp_path)).start()
+    writer.close()
+    assert writer.stats.stale_partials_removed == 1
+    assert not stale.exists() and fresh.exists()
+    assert (
+        "removed 1 partial file(s) left by a writer killed mid-flush (last written more than "
+        f"1:00:00 ago): {stale}"
+    ) in caplog.text
+
+
+def test_live_eval_reads_no_partial_file_of_the_log_or_the_outcomes(tmp_path: Path) -> None:
+    loc = predlog.Location.of(str(tmp_path))
+    ids, others = [f"c{i}" for i in range(40)], [f"x{i}" for i in range(40)]
+    p = list(np.linspace(0.05, 0.95, 40))
+    predlog.append(loc, scored(ids, [T0] * 40, 1, "champion", p))
+    month_on = [T0 + timedelta(days=30)] * 80
+    halves = [i % 2 == 0 for i in range(80)]
+    predlog.write_frame(loc, predlog.OUTCOMES_DIR, labels(ids + others, halves, month_on))
+    # What writers killed before their rename leave, whole files under partial names: more
+    # customers' predictions, and later outcomes saying every customer churned.
+    partial = ".part-20261102T100000000000Z-0badf00d.parquet.partial"
+    scored(others, [T0] * 40, 1, "champion", p).to_parquet(tmp_path / "day=2026-11-02" / partial)
+    later = labels(ids, [True] * 40, [T0 + timedelta(days=31)] * 40)
+    later.to_parquet(tmp_path / predlog.OUTCOMES_DIR / partial)
+    assert len(predlog.read_outcomes(loc)) == 80
+    report = live_eval.from_log(
+        str(tmp_path), T0 - timedelta(days=1), T0 + timedelta(days=1), timedelta(days=90),
+        need=live_eval.Evidence(min_outcomes=10, min_churners=5), resamples=20,
+    )  # fmt: skip
+    [group] = report.groups
+    assert (report.joined_rows, group.outcomes, group.churners) == (40, 40, 20)
+
+
+def test_an_empty_period_is_a_usage_error_naming_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(live_eval.EmptyPeriodError) as exc:
+        live_eval.from_log(str(tmp_path), T0, T0 + timedelta(days=1), timedelta(days=90))
+    assert exc.value.exit_code == 2
+    assert str(exc.value) == (
+        f"the prediction log {tmp_path} has no rows between --since and --until: is the service "
+        "writing it (CHURN_PREDICTION_LOG)?"
+    )
+
+
 # ---- outcomes --------------------------------------------------------------------------------
 
 
@@ -141,6 +222,17 @@ def test_the_join_takes_the_prediction_in_force_when_the_outcome_was_observed() 
     assert set(by_role) == {"champion", "shadow"}  # b's prediction is older than the window
     assert by_role["champion"].p_churn == 0.6  # not the later 0.9, not the older 0.1
     assert by_role["shadow"].version == 3 and by_role["champion"].label == 1
+
+
+@pytest.mark.parametrize(("log_unit", "outcome_unit"), [("ns", "us"), ("us", "ns"), ("s", "ms")])
+def test_the_join_takes_times_of_any_unit(log_unit: str, outcome_unit: str) -> None:
+    """A log or a labels file written elsewhere (another pandas, a Parquet file in ns)."""
+    log = scored(["a", "b"], [T0, T0], 1, "champion", [0.3, 0.8])
+    log["ts"] = log["ts"].dt.as_unit(log_unit)
+    seen = labels(["a", "b"], [False, True], [T0 + timedelta(days=1)] * 2)
+    seen["observed_at"] = seen["observed_at"].dt.as_unit(outcome_unit)
+    got = outcomes.join(log, seen, window=timedelta(days=60))
+    assert list(got["p_churn"]) == [0.3, 0.8] and list(got["label"]) == [0, 1]
 
 
 # ---- the figures -----------------------------------------------------------------------------
@@ -213,11 +305,26 @@ def test_too_few_outcomes_says_how_many_more_each_side_needs() -> None:
 # ---- the writer ------------------------------------------------------------------------------
 
 
-def request(n: int, version: int = 1, ts: datetime = T0) -> predlog.Scored:
-    rows = features(normalise(generate(rows=n, seed=4)))
+def request(n: int, version: int = 1, ts: datetime = T0, p: float = 0.7) -> predlog.Scored:
+    rows = list(features(normalise(generate(rows=n, seed=4))).itertuples(index=False))
     return predlog.Scored(
-        ts, "req", [f"c{i}" for i in range(n)], version, "champion", [0.7] * n, 0.5, rows
+        ts, f"req-{version}", [f"c{i}" for i in range(n)], version, "champion", [p] * n, 0.5, rows
     )
+
+
+def test_many_requests_make_one_frame_row_for_row() -> None:
+    batch = [request(3), request(1, version=2, ts=T0 + timedelta(seconds=1), p=0.2), request(2)]
+    got = predlog.batch_frame(batch)
+    assert list(got.columns) == list(predlog.LOG_COLUMNS)
+    assert list(got["request_id"]) == ["req-1"] * 3 + ["req-2"] + ["req-1"] * 2
+    assert list(got["version"]) == [1, 1, 1, 2, 1, 1] and list(got["role"]) == ["champion"] * 6
+    assert list(got["ts"]) == [T0] * 3 + [T0 + timedelta(seconds=1)] + [T0] * 2
+    assert list(got["decision"]) == [True, True, True, False, True, True]
+    assert list(got[schema.ID_COLUMN]) == ["c0", "c1", "c2", "c0", "c0", "c1"]
+    want = pd.concat(
+        [features(normalise(generate(rows=n, seed=4))) for n in (3, 1, 2)], ignore_index=True
+    )
+    pd.testing.assert_frame_equal(got[list(schema.FEATURE_NAMES)], want, check_dtype=False)
 
 
 def test_the_writer_flushes_everything_offered_on_close(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from churn import schema
 from churn.schema import Kind
 from serve import api_models, validation
-from serve.rows import REQUEST_COLUMNS, Batch, customer_ids, frame
+from serve.rows import REQUEST_COLUMNS, Batch, customer_ids, frame, frame_of_requests
 
 ODD: list[Any] = [None, True, False, "", " ", "Yes", "1", 1, 0, -1, 1.5, 8.0, [], {}, 2**60]
 
@@ -128,6 +128,10 @@ def test_plainly_valid_batches_take_the_fast_path(instances: list[dict[str, Any]
     pd.testing.assert_frame_equal(
         halves.frame(), pd.concat([frame(slow), frame(slow)], ignore_index=True)
     )
+    # The prediction log's one frame of many requests: columns joined, or rows chained.
+    both = pd.concat([frame(slow), frame(slow)], ignore_index=True)
+    pd.testing.assert_frame_equal(frame_of_requests([fast, fast]), both)
+    pd.testing.assert_frame_equal(frame_of_requests([fast, slow]), both)
 
 
 @FAST
