@@ -13,6 +13,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +120,277 @@ def _charges_text(values: np.ndarray) -> np.ndarray:
     return np.array([f"{v:.2f}".rstrip("0").rstrip(".") for v in values.tolist()], dtype=object)
 
 
+@dataclass(frozen=True)
+class _Draw:
+    """The month's random stream, one value per customer per call. Every call consumes it, so
+    the order of the calls below is part of the data: reordering them changes every file."""
+
+    rng: np.random.Generator
+    n: int
+
+    def chance(self, p: np.ndarray | float) -> np.ndarray:
+        return np.asarray(self.rng.random(self.n) < p)
+
+    def normal(self, mean: float, sd: float) -> np.ndarray:
+        return self.rng.normal(mean, sd, self.n)
+
+
+@dataclass(frozen=True)
+class _Customers:
+    """Everything drawn about the customers except whether they left (boolean masks as such)."""
+
+    male: np.ndarray
+    senior: np.ndarray
+    partner: np.ndarray
+    dependents: np.ndarray
+    tenure: np.ndarray
+    contract: np.ndarray
+    phone: np.ndarray
+    internet: np.ndarray
+    multiple: np.ndarray
+    has: dict[str, np.ndarray]  # add-on name -> taken (False for customers without internet)
+    paperless: np.ndarray
+    payment: np.ndarray
+    monthly: np.ndarray
+    total_text: np.ndarray
+
+
+def _household(draw: _Draw) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Male, senior, partner and dependents flags."""
+    male = draw.chance(0.505)
+    senior = draw.chance(0.162)
+    partner = draw.chance(0.48)
+    dependents = draw.chance(np.where(partner, 0.50, 0.12) * np.where(senior, 0.5, 1.0))
+    return male, senior, partner, dependents
+
+
+def _tenure(draw: _Draw) -> np.ndarray:
+    # Tenure is U-shaped in the real file: many new customers and a pile-up at the 72 cap.
+    rng, n = draw.rng, draw.n
+    short_lived = draw.chance(0.33)
+    short = 1 + np.floor(rng.exponential(5.0, n))
+    long = 1 + np.floor(75.0 * rng.beta(1.25, 0.85, n))
+    tenure = np.clip(np.where(short_lived, short, long), 1, 72).astype(np.int64)
+    tenure[rng.choice(n, size=max(1, round(n * _NEW_CUSTOMER_SHARE)), replace=False)] = 0
+    return tenure
+
+
+def _contract(
+    draw: _Draw,
+    senior: np.ndarray,
+    partner: np.ndarray,
+    dependents: np.ndarray,
+    tenure: np.ndarray,
+) -> np.ndarray:
+    return _choose(
+        draw.rng,
+        (_MONTHLY, _ONE_YEAR, _TWO_YEAR),
+        np.column_stack(
+            [
+                1.3 + 0.5 * senior - 0.25 * partner - 0.3 * dependents,
+                -0.6 + 0.035 * tenure,
+                -2.0 + 0.062 * tenure,
+            ]
+        ),
+    )
+
+
+def _lines(
+    draw: _Draw, t: float, senior: np.ndarray, tenure: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Phone service, internet service and multiple lines."""
+    n = draw.n
+    phone = draw.chance(0.903)
+    internet = _choose(
+        draw.rng,
+        (_DSL, _FIBER, _NO_NET),
+        np.column_stack(
+            [np.zeros(n), 0.6 + 0.5 * senior + 0.07 * t, -0.12 - 0.4 * senior - 0.03 * t]
+        ),
+    )
+    # Every customer takes at least one service; in the real file phone-less ones all have DSL.
+    internet[~phone] = _DSL
+    fiber = internet == _FIBER
+    multiple = np.where(
+        phone, _yes_no(draw.chance(0.25 + 0.45 * tenure / 72 + 0.12 * fiber)), _NO_PHONE
+    ).astype(object)
+    return phone, internet, multiple
+
+
+def _addons(
+    draw: _Draw, tenure: np.ndarray, contract: np.ndarray, internet: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Which add-ons each customer takes (never without internet)."""
+    n = draw.n
+    fiber, dsl, offline = internet == _FIBER, internet == _DSL, internet == _NO_NET
+    # A shared engagement term makes add-ons cluster, as bundles do in the real data.
+    engagement = 0.03 * (tenure - 32) + 0.5 * (contract == _TWO_YEAR) + draw.normal(0, 0.8)
+    addon_logits = {
+        _SECURITY: -0.55 + 0.45 * dsl - 0.3 * fiber,
+        _BACKUP: np.full(n, -0.25),
+        _PROTECTION: -0.25 + 0.1 * fiber,
+        _SUPPORT: -0.55 + 0.45 * dsl - 0.3 * fiber,
+        _TV: 0.6 * fiber - 0.7 * dsl,
+        _MOVIES: 0.6 * fiber - 0.7 * dsl,
+    }
+    return {
+        name: ~offline & draw.chance(_sigmoid(engagement + lg)) for name, lg in addon_logits.items()
+    }
+
+
+def _billing(
+    draw: _Draw,
+    t: float,
+    senior: np.ndarray,
+    internet: np.ndarray,
+    contract: np.ndarray,
+    tenure: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Paperless billing and the payment method."""
+    fiber, offline = internet == _FIBER, internet == _NO_NET
+    paperless = draw.chance(_sigmoid(0.35 + 0.5 * fiber - 1.0 * offline + 0.4 * senior))
+    payment = _choose(
+        draw.rng,
+        (_ECHECK, _MAILED, _BANK, _CARD),
+        np.column_stack(
+            [
+                -0.45 + 0.9 * (contract == _MONTHLY) + 0.5 * paperless + 0.05 * t,
+                -0.6 + 1.0 * offline + 0.6 * ~paperless,
+                -0.5 + 0.012 * tenure,
+                -0.5 + 0.012 * tenure,
+            ]
+        ),
+    )
+    return paperless, payment
+
+
+def _charges(
+    draw: _Draw,
+    t: float,
+    tenure: np.ndarray,
+    list_price: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """MonthlyCharges (float) and TotalCharges as the raw file's text."""
+    monthly = list_price * (1.0 + 0.008 * t) + draw.normal(0.0, 1.5)
+    # Whole nickels, like the real file's 29.85 and 56.95.
+    monthly = np.round(np.round(np.maximum(monthly, 18.25) * 20.0) / 20.0, 2)
+    # Past bills differed a little (promotions, price changes), so the total is only roughly
+    # tenure x monthly; after one month it is exactly the one bill.
+    total = np.where(tenure == 1, monthly, tenure * monthly * draw.normal(1.0, 0.04))
+    total = np.round(np.round(np.maximum(total, monthly) * 20.0) / 20.0, 2)
+    total_text = _charges_text(total)
+    total_text[tenure == 0] = " "  # the real file's blank for customers with no bill yet
+    return monthly, total_text
+
+
+def _list_price(
+    phone: np.ndarray, multiple: np.ndarray, internet: np.ndarray, has: dict[str, np.ndarray]
+) -> np.ndarray:
+    # The price list: the bill is the sum of the services taken (a rise in later months is
+    # applied by _charges).
+    return (
+        20.0 * phone
+        + 5.0 * (multiple == _YES)
+        + 25.0 * (internet == _DSL)
+        + 55.0 * (internet == _FIBER)
+        + 5.0 * (has[_SECURITY] + has[_BACKUP] + has[_PROTECTION] + has[_SUPPORT])
+        + 10.0 * (has[_TV].astype(np.int64) + has[_MOVIES])
+    )
+
+
+def _customers(draw: _Draw, t: float) -> _Customers:
+    """Every customer attribute, drawn in the generator's fixed order."""
+    male, senior, partner, dependents = _household(draw)
+    tenure = _tenure(draw)
+    contract = _contract(draw, senior, partner, dependents, tenure)
+    phone, internet, multiple = _lines(draw, t, senior, tenure)
+    has = _addons(draw, tenure, contract, internet)
+    paperless, payment = _billing(draw, t, senior, internet, contract, tenure)
+    list_price = _list_price(phone, multiple, internet, has)
+    monthly, total_text = _charges(draw, t, tenure, list_price)
+    return _Customers(
+        male=male,
+        senior=senior,
+        partner=partner,
+        dependents=dependents,
+        tenure=tenure,
+        contract=contract,
+        phone=phone,
+        internet=internet,
+        multiple=multiple,
+        has=has,
+        paperless=paperless,
+        payment=payment,
+        monthly=monthly,
+        total_text=total_text,
+    )
+
+
+def _churn_logit(draw: _Draw, t: float, c: _Customers) -> np.ndarray:
+    fiber, offline = c.internet == _FIBER, c.internet == _NO_NET
+    streams = c.has[_TV].astype(np.float64) + c.has[_MOVIES]
+    return np.asarray(
+        -0.32
+        - 0.3 * t
+        + np.select(
+            [c.contract == _ONE_YEAR, c.contract == _TWO_YEAR],
+            [-1.3 + 0.1 * t, -2.6 + 0.1 * t],
+            0.0,
+        )
+        + (-0.6 + 0.05 * t) * np.log1p(c.tenure)
+        + (1.0 + 0.04 * t) * fiber
+        - 0.55 * offline
+        + (0.6 - 0.12 * t) * (c.payment == _ECHECK)
+        + 0.010 * (c.monthly - 65.0)
+        + 0.45 * (~offline & ~c.has[_SECURITY])
+        + (0.45 - 0.05 * t) * (~offline & ~c.has[_SUPPORT])
+        + 0.2 * t * streams
+        + 0.3 * c.senior
+        + 0.25 * c.paperless
+        - 0.1 * c.partner
+        - 0.2 * c.dependents
+        # What the data never shows (service outages, a rival's offer): caps the attainable AUC.
+        + draw.normal(0.0, 0.8)
+    )
+
+
+def _churned(draw: _Draw, t: float, c: _Customers) -> np.ndarray:
+    churn = draw.chance(_sigmoid(_churn_logit(draw, t, c)))
+    churn ^= draw.chance(0.01)  # mislabelled rows, as any CRM export has
+    churn[c.tenure == 0] = False  # customers who joined this month cannot have left yet
+    return churn
+
+
+def _raw_frame(ids: np.ndarray, c: _Customers, churn: np.ndarray) -> pd.DataFrame:
+    """The customers in the raw Telco layout, columns in schema order."""
+    offline = c.internet == _NO_NET
+    addons = {
+        name: np.where(offline, _NO_INTERNET, _yes_no(flags)).astype(object)
+        for name, flags in c.has.items()
+    }
+    columns: dict[str, np.ndarray] = {
+        schema.ID_COLUMN: ids,
+        "gender": np.where(c.male, _MALE, _FEMALE).astype(object),
+        "SeniorCitizen": c.senior.astype(np.int64),
+        "Partner": _yes_no(c.partner),
+        "Dependents": _yes_no(c.dependents),
+        "tenure": c.tenure,
+        "PhoneService": _yes_no(c.phone),
+        "MultipleLines": c.multiple,
+        "InternetService": c.internet,
+        **addons,
+        "Contract": c.contract,
+        "PaperlessBilling": _yes_no(c.paperless),
+        "PaymentMethod": c.payment,
+        "MonthlyCharges": c.monthly.astype(np.float64),
+        "TotalCharges": c.total_text,
+        schema.LABEL_COLUMN: _yes_no(churn),
+    }
+    if set(columns) != set(schema.COLUMN_NAMES):
+        raise RuntimeError(f"generator out of step with the schema: {sorted(columns)}")
+    return pd.DataFrame({name: columns[name] for name in schema.COLUMN_NAMES})
+
+
 def generate(rows: int = 20_000, seed: int = 42, snapshot: str = BASE_SNAPSHOT) -> pd.DataFrame:
     """Synthetic customers in the raw IBM Telco layout; same arguments, identical frame.
 
@@ -133,149 +405,10 @@ def generate(rows: int = 20_000, seed: int = 42, snapshot: str = BASE_SNAPSHOT) 
     if rows < 1:
         raise ValueError(f"rows must be at least 1, got {rows}")
     t = _drift(_months_since_base(snapshot))
-    rng = _rng(seed, snapshot)
-    n = rows
-
-    def chance(p: np.ndarray | float) -> np.ndarray:
-        return np.asarray(rng.random(n) < p)
-
-    male = chance(0.505)
-    senior = chance(0.162)
-    partner = chance(0.48)
-    dependents = chance(np.where(partner, 0.50, 0.12) * np.where(senior, 0.5, 1.0))
-
-    # Tenure is U-shaped in the real file: many new customers and a pile-up at the 72 cap.
-    short_lived = chance(0.33)
-    short = 1 + np.floor(rng.exponential(5.0, n))
-    long = 1 + np.floor(75.0 * rng.beta(1.25, 0.85, n))
-    tenure = np.clip(np.where(short_lived, short, long), 1, 72).astype(np.int64)
-    tenure[rng.choice(n, size=max(1, round(n * _NEW_CUSTOMER_SHARE)), replace=False)] = 0
-
-    contract = _choose(
-        rng,
-        (_MONTHLY, _ONE_YEAR, _TWO_YEAR),
-        np.column_stack(
-            [
-                1.3 + 0.5 * senior - 0.25 * partner - 0.3 * dependents,
-                -0.6 + 0.035 * tenure,
-                -2.0 + 0.062 * tenure,
-            ]
-        ),
-    )
-
-    phone = chance(0.903)
-    internet = _choose(
-        rng,
-        (_DSL, _FIBER, _NO_NET),
-        np.column_stack(
-            [np.zeros(n), 0.6 + 0.5 * senior + 0.07 * t, -0.12 - 0.4 * senior - 0.03 * t]
-        ),
-    )
-    # Every customer takes at least one service; in the real file phone-less ones all have DSL.
-    internet[~phone] = _DSL
-    fiber, dsl, offline = internet == _FIBER, internet == _DSL, internet == _NO_NET
-    multiple = np.where(
-        phone, _yes_no(chance(0.25 + 0.45 * tenure / 72 + 0.12 * fiber)), _NO_PHONE
-    ).astype(object)
-
-    # A shared engagement term makes add-ons cluster, as bundles do in the real data.
-    engagement = 0.03 * (tenure - 32) + 0.5 * (contract == _TWO_YEAR) + rng.normal(0, 0.8, n)
-    addon_logits = {
-        _SECURITY: -0.55 + 0.45 * dsl - 0.3 * fiber,
-        _BACKUP: np.full(n, -0.25),
-        _PROTECTION: -0.25 + 0.1 * fiber,
-        _SUPPORT: -0.55 + 0.45 * dsl - 0.3 * fiber,
-        _TV: 0.6 * fiber - 0.7 * dsl,
-        _MOVIES: 0.6 * fiber - 0.7 * dsl,
-    }
-    has = {name: ~offline & chance(_sigmoid(engagement + lg)) for name, lg in addon_logits.items()}
-    addons = {
-        name: np.where(offline, _NO_INTERNET, _yes_no(flags)).astype(object)
-        for name, flags in has.items()
-    }
-
-    paperless = chance(_sigmoid(0.35 + 0.5 * fiber - 1.0 * offline + 0.4 * senior))
-    payment = _choose(
-        rng,
-        (_ECHECK, _MAILED, _BANK, _CARD),
-        np.column_stack(
-            [
-                -0.45 + 0.9 * (contract == _MONTHLY) + 0.5 * paperless + 0.05 * t,
-                -0.6 + 1.0 * offline + 0.6 * ~paperless,
-                -0.5 + 0.012 * tenure,
-                -0.5 + 0.012 * tenure,
-            ]
-        ),
-    )
-
-    # The price list: the bill is the sum of the services taken, with a rise in later months.
-    list_price = (
-        20.0 * phone
-        + 5.0 * (multiple == _YES)
-        + 25.0 * dsl
-        + 55.0 * fiber
-        + 5.0 * (has[_SECURITY] + has[_BACKUP] + has[_PROTECTION] + has[_SUPPORT])
-        + 10.0 * (has[_TV].astype(np.int64) + has[_MOVIES])
-    )
-    monthly = list_price * (1.0 + 0.008 * t) + rng.normal(0.0, 1.5, n)
-    # Whole nickels, like the real file's 29.85 and 56.95.
-    monthly = np.round(np.round(np.maximum(monthly, 18.25) * 20.0) / 20.0, 2)
-    # Past bills differed a little (promotions, price changes), so the total is only roughly
-    # tenure x monthly; after one month it is exactly the one bill.
-    total = np.where(tenure == 1, monthly, tenure * monthly * rng.normal(1.0, 0.04, n))
-    total = np.round(np.round(np.maximum(total, monthly) * 20.0) / 20.0, 2)
-    total_text = _charges_text(total)
-    total_text[tenure == 0] = " "  # the real file's blank for customers with no bill yet
-
-    streams = has[_TV].astype(np.float64) + has[_MOVIES]
-    logit = (
-        -0.32
-        - 0.3 * t
-        + np.select(
-            [contract == _ONE_YEAR, contract == _TWO_YEAR],
-            [-1.3 + 0.1 * t, -2.6 + 0.1 * t],
-            0.0,
-        )
-        + (-0.6 + 0.05 * t) * np.log1p(tenure)
-        + (1.0 + 0.04 * t) * fiber
-        - 0.55 * offline
-        + (0.6 - 0.12 * t) * (payment == _ECHECK)
-        + 0.010 * (monthly - 65.0)
-        + 0.45 * (~offline & ~has[_SECURITY])
-        + (0.45 - 0.05 * t) * (~offline & ~has[_SUPPORT])
-        + 0.2 * t * streams
-        + 0.3 * senior
-        + 0.25 * paperless
-        - 0.1 * partner
-        - 0.2 * dependents
-        # What the data never shows (service outages, a rival's offer): caps the attainable AUC.
-        + rng.normal(0.0, 0.8, n)
-    )
-    churn = chance(_sigmoid(logit))
-    churn ^= chance(0.01)  # mislabelled rows, as any CRM export has
-    churn[tenure == 0] = False  # customers who joined this month cannot have left yet
-
-    columns: dict[str, np.ndarray] = {
-        schema.ID_COLUMN: _customer_ids(rng, n),
-        "gender": np.where(male, _MALE, _FEMALE).astype(object),
-        "SeniorCitizen": senior.astype(np.int64),
-        "Partner": _yes_no(partner),
-        "Dependents": _yes_no(dependents),
-        "tenure": tenure,
-        "PhoneService": _yes_no(phone),
-        "MultipleLines": multiple,
-        "InternetService": internet,
-        **addons,
-        "Contract": contract,
-        "PaperlessBilling": _yes_no(paperless),
-        "PaymentMethod": payment,
-        "MonthlyCharges": monthly.astype(np.float64),
-        "TotalCharges": total_text,
-        schema.LABEL_COLUMN: _yes_no(churn),
-    }
-    if set(columns) != set(schema.COLUMN_NAMES):
-        raise RuntimeError(f"generator out of step with the schema: {sorted(columns)}")
-    return pd.DataFrame({name: columns[name] for name in schema.COLUMN_NAMES})
+    draw = _Draw(_rng(seed, snapshot), rows)
+    customers = _customers(draw, t)
+    churn = _churned(draw, t, customers)
+    return _raw_frame(_customer_ids(draw.rng, rows), customers, churn)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,54 +466,74 @@ def _bounds(col: Column) -> str:
 
 def _normalise_column(col: Column, raw: pd.Series) -> tuple[pd.Series, list[str]]:
     """The column in its normalised dtype, and what is wrong with it (empty if nothing)."""
-    problems: list[str] = []
-
     if col.kind in (Kind.ID, Kind.CATEGORY):
-        text, missing = _text(raw)
-        if missing.any():
-            problems.append(f"missing values in {_rows(np.flatnonzero(missing))}")
-        if col.kind is Kind.CATEGORY:
-            unknown = ~missing & ~np.asarray(text.isin(col.categories), dtype=bool)
-            if unknown.any():
-                problems.append(f"unknown values {_examples(text, unknown)}")
-        else:
-            repeated = ~missing & np.asarray(text.duplicated(keep=False), dtype=bool)
-            if repeated.any():
-                groups = pd.Series(np.flatnonzero(repeated)).groupby(
-                    text.to_numpy()[repeated], sort=False
-                )
-                dupes = [f"{v!r} ({_rows(r.to_numpy())})" for v, r in list(groups)[:_MAX_EXAMPLES]]
-                problems.append(f"duplicate values {', '.join(dupes)}")
-        return text, problems
-
+        return _normalise_text(col, raw)
     if col.kind is Kind.LABEL:
-        # Raw files say Yes/No; an already-normalised frame holds 0/1.
-        if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
-            numbers = raw.astype("float64")
-            missing = np.asarray(numbers.isna(), dtype=bool)
-            wrong = ~missing & ~np.asarray(numbers.isin([0.0, 1.0]), dtype=bool)
-            label = numbers.fillna(0.0)
-            what = "not 0/1"
-        else:
-            text, missing = _text(raw)
-            wrong = ~missing & ~np.asarray(text.isin(col.categories), dtype=bool)
-            label = text.isin([_YES]).astype("float64")
-            numbers = text  # for the examples
-            what = f"not {'/'.join(col.categories)}"
-        if missing.any():
-            problems.append(f"missing values in {_rows(np.flatnonzero(missing))}")
-        if wrong.any():
-            problems.append(f"{what}: {_examples(numbers, wrong)}")
-        return label.where(~wrong, 0.0).astype("int64"), problems
+        return _normalise_label(col, raw)
+    return _normalise_number(col, raw)
 
+
+def _missing(missing: np.ndarray) -> str:
+    return f"missing values in {_rows(np.flatnonzero(missing))}"
+
+
+def _normalise_text(col: Column, raw: pd.Series) -> tuple[pd.Series, list[str]]:
+    """An id or category column: stripped strings; no blanks, unknown categories or repeated ids."""
+    problems: list[str] = []
+    text, missing = _text(raw)
+    if missing.any():
+        problems.append(_missing(missing))
+    if col.kind is Kind.CATEGORY:
+        unknown = ~missing & ~np.asarray(text.isin(col.categories), dtype=bool)
+        if unknown.any():
+            problems.append(f"unknown values {_examples(text, unknown)}")
+    else:
+        repeated = ~missing & np.asarray(text.duplicated(keep=False), dtype=bool)
+        if repeated.any():
+            problems.append(f"duplicate values {_duplicates(text, repeated)}")
+    return text, problems
+
+
+def _duplicates(text: pd.Series, repeated: np.ndarray) -> str:
+    """Up to three repeated values, each with the rows it is on."""
+    groups = pd.Series(np.flatnonzero(repeated)).groupby(text.to_numpy()[repeated], sort=False)
+    return ", ".join(f"{v!r} ({_rows(r.to_numpy())})" for v, r in list(groups)[:_MAX_EXAMPLES])
+
+
+def _normalise_label(col: Column, raw: pd.Series) -> tuple[pd.Series, list[str]]:
+    """The label as int64 1/0. Raw files say Yes/No; an already-normalised frame holds 0/1."""
+    problems: list[str] = []
+    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        numbers = raw.astype("float64")
+        missing = np.asarray(numbers.isna(), dtype=bool)
+        wrong = ~missing & ~np.asarray(numbers.isin([0.0, 1.0]), dtype=bool)
+        label = numbers.fillna(0.0)
+        what = "not 0/1"
+    else:
+        text, missing = _text(raw)
+        wrong = ~missing & ~np.asarray(text.isin(col.categories), dtype=bool)
+        label = text.isin([_YES]).astype("float64")
+        numbers = text  # for the examples
+        what = f"not {'/'.join(col.categories)}"
+    if missing.any():
+        problems.append(_missing(missing))
+    if wrong.any():
+        problems.append(f"{what}: {_examples(numbers, wrong)}")
+    return label.where(~wrong, 0.0).astype("int64"), problems
+
+
+def _normalise_number(col: Column, raw: pd.Series) -> tuple[pd.Series, list[str]]:
+    """A flag, integer (int64) or float column, checked for numbers, whole numbers and bounds."""
+    problems: list[str] = []
     values, as_given, missing, not_numbers = _numbers(raw)
     if missing.any() and not col.nullable:
-        problems.append(f"missing values in {_rows(np.flatnonzero(missing))}")
+        problems.append(_missing(missing))
     if not_numbers.any():
         problems.append(f"not a number: {_examples(as_given, not_numbers)}")
     ok = ~missing & ~not_numbers
     v = values.to_numpy()
-    if col.kind in (Kind.FLAG, Kind.INTEGER):
+    whole = col.kind in (Kind.FLAG, Kind.INTEGER)
+    if whole:
         fractional = ok & (np.floor(np.where(ok, v, 0.0)) != np.where(ok, v, 0.0))
         if fractional.any():
             problems.append(f"not a whole number: {_examples(values, fractional)}")
@@ -390,7 +543,7 @@ def _normalise_column(col: Column, raw: pd.Series) -> tuple[pd.Series, list[str]
     outside = ok & ((np.where(ok, v, low) < low) | (np.where(ok, v, high) > high))
     if outside.any():
         problems.append(f"{_bounds(col)}: {_examples(values, outside)}")
-    if col.kind in (Kind.FLAG, Kind.INTEGER):
+    if whole:
         return values.where(ok, 0.0).astype("int64"), problems
     return values.where(~missing & ~not_numbers), problems
 

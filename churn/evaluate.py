@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -206,9 +206,10 @@ def paired_bootstrap(
 # The holdout.
 
 
-def _lineage(
-    client: MlflowClient, version: int
-) -> tuple[str | None, int | None, float | None, str]:
+_Lineage = tuple[str | None, int | None, float | None, str]
+
+
+def _lineage(client: MlflowClient, version: int) -> _Lineage:
     """(data_md5 tag, split seed, test_size, run id) of a version, as its training run logged."""
     mv = client.get_model_version(settings.MODEL_NAME, str(version))
     run = client.get_run(str(mv.run_id))
@@ -238,56 +239,12 @@ def build_holdout(
     """
     from churn.provenance import file_md5
 
-    chal_md5, chal_seed, chal_test, _ = _lineage(client, challenger)
-    champ_md5, champ_seed, champ_test, _ = _lineage(client, champion)
+    chal = _lineage(client, challenger)
+    champ = _lineage(client, champion)
     if holdout_path is not None:
-        if not holdout_path.is_file():
-            raise HoldoutUnavailable(f"holdout file {holdout_path} not found")
-        md5 = file_md5(holdout_path)
-        for v, trained_on in ((champion, champ_md5), (challenger, chal_md5)):
-            if md5 == trained_on:
-                raise HoldoutUnavailable(
-                    f"{holdout_path} is the data v{v} was trained on: a holdout must be rows "
-                    "neither model trained on"
-                )
-        try:
-            frame = _read(holdout_path)
-        except (FileNotFoundError, data.DataValidationError) as exc:
-            raise HoldoutUnavailable(f"holdout {holdout_path}: {exc}") from exc
-        source = f"{holdout_path} (all rows, md5 {md5})"
-        origin = holdout_path
+        frame, source, origin = _given_holdout(holdout_path, (champion, champ), (challenger, chal))
     else:
-        if chal_md5 is None or chal_seed is None or chal_test is None:
-            raise HoldoutUnavailable(
-                f"v{challenger} records no training data (data_md5) or split", quiet=True
-            )
-        shown = _shown(data_path)
-        if not data_path.is_file():
-            raise HoldoutUnavailable(
-                f"{shown} (the data v{challenger} was trained on) is not here: "
-                "dvc pull / dvc repro, or pass --holdout FILE"
-            )
-        md5 = file_md5(data_path)
-        if md5 != chal_md5:
-            raise HoldoutUnavailable(
-                f"{shown} (md5 {md5}) is not the data v{challenger} was trained on "
-                f"(md5 {chal_md5}): dvc checkout that data, or pass --holdout FILE"
-            )
-        if champ_md5 == chal_md5 and (champ_seed, champ_test) != (chal_seed, chal_test):
-            raise HoldoutUnavailable(
-                f"v{champion} was trained on this same data with another split (seed "
-                f"{champ_seed}, test_size {champ_test}), so it has seen some of v{challenger}'s "
-                "held-out rows: pass --holdout FILE, or --no-reevaluate"
-            )
-        from churn.training import split
-
-        _, test = split(data.read_parquet(data_path), chal_test, chal_seed)
-        frame = test
-        origin = data_path
-        source = (
-            f"held-out split of {shown} (md5 {md5}; seed {chal_seed}, test_size {chal_test}), "
-            f"the rows v{challenger} was evaluated on"
-        )
+        frame, source, origin = _held_out_split(data_path, (champion, champ), (challenger, chal))
     frame = frame.reset_index(drop=True)
     if frame[schema.LABEL_COLUMN].nunique() < 2:
         raise HoldoutUnavailable("the holdout has only one class: AUC is undefined on it")
@@ -295,6 +252,70 @@ def build_holdout(
     path = work_dir / "holdout.parquet"
     data.write_parquet(frame, path)
     return Holdout(frame, file_md5(path), path, source, origin)
+
+
+def _given_holdout(
+    holdout_path: Path, champion: tuple[int, _Lineage], challenger: tuple[int, _Lineage]
+) -> tuple[pd.DataFrame, str, Path]:
+    """--holdout FILE: all its rows, if neither version was trained on it (frame, source,
+    origin)."""
+    from churn.provenance import file_md5
+
+    if not holdout_path.is_file():
+        raise HoldoutUnavailable(f"holdout file {holdout_path} not found")
+    md5 = file_md5(holdout_path)
+    for v, (trained_on, *_) in (champion, challenger):
+        if md5 == trained_on:
+            raise HoldoutUnavailable(
+                f"{holdout_path} is the data v{v} was trained on: a holdout must be rows "
+                "neither model trained on"
+            )
+    try:
+        frame = _read(holdout_path)
+    except (FileNotFoundError, data.DataValidationError) as exc:
+        raise HoldoutUnavailable(f"holdout {holdout_path}: {exc}") from exc
+    return frame, f"{holdout_path} (all rows, md5 {md5})", holdout_path
+
+
+def _held_out_split(
+    data_path: Path, champion: tuple[int, _Lineage], challenger: tuple[int, _Lineage]
+) -> tuple[pd.DataFrame, str, Path]:
+    """The rows the challenger was evaluated on at training, if the champion never saw them
+    (frame, source, origin)."""
+    from churn.provenance import file_md5
+
+    (champ_v, (champ_md5, champ_seed, champ_test, _)) = champion
+    (chal_v, (chal_md5, chal_seed, chal_test, _)) = challenger
+    if chal_md5 is None or chal_seed is None or chal_test is None:
+        raise HoldoutUnavailable(
+            f"v{chal_v} records no training data (data_md5) or split", quiet=True
+        )
+    shown = _shown(data_path)
+    if not data_path.is_file():
+        raise HoldoutUnavailable(
+            f"{shown} (the data v{chal_v} was trained on) is not here: "
+            "dvc pull / dvc repro, or pass --holdout FILE"
+        )
+    md5 = file_md5(data_path)
+    if md5 != chal_md5:
+        raise HoldoutUnavailable(
+            f"{shown} (md5 {md5}) is not the data v{chal_v} was trained on "
+            f"(md5 {chal_md5}): dvc checkout that data, or pass --holdout FILE"
+        )
+    if champ_md5 == chal_md5 and (champ_seed, champ_test) != (chal_seed, chal_test):
+        raise HoldoutUnavailable(
+            f"v{champ_v} was trained on this same data with another split (seed "
+            f"{champ_seed}, test_size {champ_test}), so it has seen some of v{chal_v}'s "
+            "held-out rows: pass --holdout FILE, or --no-reevaluate"
+        )
+    from churn.training import split
+
+    _, test = split(data.read_parquet(data_path), chal_test, chal_seed)
+    source = (
+        f"held-out split of {shown} (md5 {md5}; seed {chal_seed}, test_size {chal_test}), "
+        f"the rows v{chal_v} was evaluated on"
+    )
+    return test, source, data_path
 
 
 def _shown(path: Path) -> str:
@@ -376,10 +397,34 @@ def log_evaluation(
     from churn.tracking import ensure_experiment
 
     exp = ensure_experiment(client, uri, EVALUATION_EXPERIMENT)
-    champ, chal = ev.champion, ev.challenger
-    name = evaluation_run_name(chal.version, champ.version)
+    name = evaluation_run_name(ev.challenger.version, ev.champion.version)
     run = client.create_run(exp, run_name=name)
     rid = run.info.run_id
+    tags, params, metrics = _evaluation_record(ev, decision, promoted)
+    now = int(time.time() * 1000)
+    client.log_batch(
+        rid,
+        metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+        params=[Param(k, str(v)) for k, v in params.items()],
+        tags=[RunTag(k, v) for k, v in tags.items()],
+    )
+    summary = {**params, **tags, **metrics, "gate_passed": decision.promote}
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "evaluation.json").write_text(json.dumps(summary, indent=2) + "\n")
+        client.log_artifact(rid, str(Path(tmp) / "evaluation.json"))
+    # Both: the input (name, digest = holdout_md5, rows, schema) shows in the UI's Datasets;
+    # the artifact is the file anyone can download and re-score.
+    client.log_inputs(rid, datasets=[holdout_input(ev.holdout)])
+    client.log_artifact(rid, str(ev.holdout.path))
+    client.set_terminated(rid)
+    return str(rid)
+
+
+def _evaluation_record(
+    ev: Evaluation, decision: GateDecision, promoted: bool
+) -> tuple[dict[str, str], dict[str, Any], dict[str, float]]:
+    """The evaluation run's tags, params and metrics."""
+    champ, chal = ev.champion, ev.challenger
     outcome = "promoted" if promoted else ("would-promote" if decision.promote else "kept")
     tags = {
         "champion_version": str(champ.version),
@@ -405,23 +450,7 @@ def log_evaluation(
     metrics = {f"champion.{k}": v for k, v in ev.champion_metrics.items()}
     metrics |= {f"challenger.{k}": v for k, v in ev.challenger_metrics.items()}
     metrics |= {"diff": ev.paired.diff, "ci_low": ev.paired.low, "ci_high": ev.paired.high}
-    now = int(time.time() * 1000)
-    client.log_batch(
-        rid,
-        metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-        params=[Param(k, str(v)) for k, v in params.items()],
-        tags=[RunTag(k, v) for k, v in tags.items()],
-    )
-    summary = {**params, **tags, **metrics, "gate_passed": decision.promote}
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "evaluation.json").write_text(json.dumps(summary, indent=2) + "\n")
-        client.log_artifact(rid, str(Path(tmp) / "evaluation.json"))
-    # Both: the input (name, digest = holdout_md5, rows, schema) shows in the UI's Datasets;
-    # the artifact is the file anyone can download and re-score.
-    client.log_inputs(rid, datasets=[holdout_input(ev.holdout)])
-    client.log_artifact(rid, str(ev.holdout.path))
-    client.set_terminated(rid)
-    return str(rid)
+    return tags, params, metrics
 
 
 def holdout_input(holdout: Holdout) -> DatasetInput:

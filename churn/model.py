@@ -48,6 +48,24 @@ class _Encoding:
     """
 
     def __init__(self, pipeline: Pipeline) -> None:
+        encoder, cat_cols, numeric, num_cols, classifier = self._parts(pipeline)
+        imputer, scaler = numeric.steps[0][1], numeric.steps[1][1]
+        statistics = self._statistics(imputer, scaler)
+        self.categorical = [str(c) for c in cat_cols]
+        self.numeric = [str(c) for c in num_cols]
+        self.columns = pd.Index([*self.categorical, *self.numeric])
+        self.vocabulary, self.table, offset = self._category_table(encoder, len(self.categorical))
+        self.n_onehot = offset
+        self.statistics = statistics
+        self.mean = np.asarray(scaler.mean_, dtype=np.float64)
+        self.scale = np.asarray(scaler.scale_, dtype=np.float64)
+        self.width = offset + len(self.numeric)
+        self.classifier = classifier
+
+    @staticmethod
+    def _parts(pipeline: Pipeline) -> tuple[OneHotEncoder, Any, Pipeline, Any, Any]:
+        """(encoder, its columns, numeric pipeline, its columns, classifier) of `build`'s
+        pipeline; TypeError for any other shape or setting."""
         preprocess, classifier = pipeline.steps[0][1], pipeline.steps[-1][1]
         if len(pipeline.steps) != 2 or not isinstance(preprocess, ColumnTransformer):
             raise TypeError("not build()'s pipeline")
@@ -66,7 +84,11 @@ class _Encoding:
             and [type(s) for _, s in numeric.steps] == [SimpleImputer, StandardScaler]
         ):
             raise TypeError("unexpected encoder or numeric steps")
-        imputer, scaler = numeric.steps[0][1], numeric.steps[1][1]
+        return encoder, cat_cols, numeric, num_cols, classifier
+
+    @staticmethod
+    def _statistics(imputer: SimpleImputer, scaler: StandardScaler) -> np.ndarray:
+        """The imputer's fill values; TypeError for settings the fast path does not mirror."""
         statistics = np.asarray(imputer.statistics_, dtype=np.float64)
         if (
             imputer.add_indicator
@@ -75,30 +97,28 @@ class _Encoding:
             or not (scaler.with_mean and scaler.with_std)
         ):
             raise TypeError("unexpected imputer or scaler")
-        self.categorical = [str(c) for c in cat_cols]
-        self.numeric = [str(c) for c in num_cols]
-        self.columns = pd.Index([*self.categorical, *self.numeric])
-        # Every category of every column in one hash index (one lookup per call for all the
-        # categorical cells), and `table[j, k]`: the output column of category k of column j
-        # (-1 when column j has no such category: an unknown value, an all-zero block).
+        return statistics
+
+    @staticmethod
+    def _category_table(
+        encoder: OneHotEncoder, n_columns: int
+    ) -> tuple[_Vocabulary, np.ndarray, int]:
+        """Every category of every column in one hash index (one lookup per call for all the
+        categorical cells), `table[j, k]`: the output column of category k of column j (-1 when
+        column j has no such category: an unknown value, an all-zero block), and the number of
+        one-hot columns."""
         categories: list[str] = []
         for cats in encoder.categories_:
             if cats.dtype != object or not all(type(c) is str for c in cats):
                 raise TypeError("non-string categories")
             categories.extend(c for c in cats if c not in categories)
-        self.vocabulary = _Vocabulary((c, i) for i, c in enumerate(categories))
-        table = np.full((len(self.categorical), len(categories) + 1), -1, dtype=np.intp)
+        vocabulary = _Vocabulary((c, i) for i, c in enumerate(categories))
+        table = np.full((n_columns, len(categories) + 1), -1, dtype=np.intp)
         offset = 0
         for j, cats in enumerate(encoder.categories_):
-            table[j, [self.vocabulary[c] for c in cats]] = offset + np.arange(len(cats))
+            table[j, [vocabulary[c] for c in cats]] = offset + np.arange(len(cats))
             offset += len(cats)
-        self.table = table
-        self.n_onehot = offset
-        self.statistics = statistics
-        self.mean = np.asarray(scaler.mean_, dtype=np.float64)
-        self.scale = np.asarray(scaler.scale_, dtype=np.float64)
-        self.width = offset + len(self.numeric)
-        self.classifier = classifier
+        return vocabulary, table, offset
 
     def matrix(self, X: pd.DataFrame) -> np.ndarray | None:
         """The pipeline's preprocessed matrix of `X`, or None when the pipeline must decide."""

@@ -165,6 +165,13 @@ def _spark_conf(text: str) -> tuple[str, str]:
 def add_arguments(sp: argparse.ArgumentParser) -> None:
     """The `score` subcommand's flags (called while the parser is built: keep it import-free)."""
     sp.epilog = SCORE_EXIT_HELP
+    _add_io_arguments(sp)
+    _add_run_arguments(sp)
+    _add_tuning_arguments(sp)
+
+
+def _add_io_arguments(sp: argparse.ArgumentParser) -> None:
+    """What is scored, with which model, and where the scores go."""
     sp.add_argument(
         "--input",
         required=True,
@@ -183,6 +190,10 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
         metavar="URI",
         help=f"models:/<name>@<alias> or models:/<name>/<version> (default: {DEFAULT_MODEL_URI})",
     )
+
+
+def _add_run_arguments(sp: argparse.ArgumentParser) -> None:
+    """Where Spark runs, which night the run is, and how the input is read."""
     sp.add_argument(
         "--master",
         metavar="URL",
@@ -200,6 +211,10 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
         choices=sorted(set(FORMATS.values())),
         help="input format (default: from the file extension)",
     )
+
+
+def _add_tuning_arguments(sp: argparse.ArgumentParser) -> None:
+    """Spark's parallelism and settings, the progress lines, and the hidden params file."""
     sp.add_argument(
         "--partitions",
         type=cli.positive_int,
@@ -372,18 +387,41 @@ def spark_session(
     interpreter (PYSPARK_PYTHON, else Spark forks `python3` from PATH, which outside an
     activated venv has no pandas or mlflow) bound to the loopback interface.
     """
+    session_class = _session_class()
+    existing = session_class.getActiveSession()
+    if master is not None and existing is None and _under_spark_submit():
+        raise UsageError("--master: under spark-submit, give the master to spark-submit")
+    local_jvm = existing is None and not _under_spark_submit()
+    master, settings_ = _session_settings(master, conf, local_jvm)
+    session = _get_or_create(session_class, existing, master, settings_, app_name)
+    if existing is None:
+        session.sparkContext.setLogLevel("WARN")
+    try:
+        yield session
+    finally:
+        if existing is None and not _under_spark_submit():
+            session.stop()
+
+
+def _session_class() -> type[SparkSession]:
     try:
         from pyspark.sql import SparkSession
     except ImportError as exc:
         raise ScoringError(
             "pyspark is not installed: `make setup-spark` (uv sync --group spark)"
         ) from exc
+    return SparkSession
 
-    existing = SparkSession.getActiveSession()
-    if master is not None and existing is None and _under_spark_submit():
-        raise UsageError("--master: under spark-submit, give the master to spark-submit")
+
+def _session_settings(
+    master: str | None,
+    conf: list[tuple[str, str]] | tuple[tuple[str, str], ...],
+    local_jvm: bool,
+) -> tuple[str | None, dict[str, str]]:
+    """The master to ask for and the session's settings: `conf` over our defaults. A JVM this
+    process starts (`local_jvm`) gets the default master, our log4j config and, when local, the
+    loopback interface, this interpreter for the workers and no web UI."""
     settings_: dict[str, str] = {"spark.ui.showConsoleProgress": "false"}
-    local_jvm = existing is None and not _under_spark_submit()
     if local_jvm:
         master = master or DEFAULT_MASTER
         if _is_local(master):
@@ -396,8 +434,19 @@ def spark_session(
     if local_jvm and "log4j2.configurationFile" not in java_options:
         log4j = f"-Dlog4j2.configurationFile={LOG4J_CONFIG.resolve().as_uri()}"
         settings_["spark.driver.extraJavaOptions"] = f"{java_options} {log4j}".strip()
+    return master, settings_
 
-    builder: Any = SparkSession.builder.appName(app_name)
+
+def _get_or_create(
+    session_class: type[SparkSession],
+    existing: SparkSession | None,
+    master: str | None,
+    settings_: dict[str, str],
+    app_name: str,
+) -> SparkSession:
+    """`existing`, else a session built from `settings_`; a JVM that fails to start is a
+    ScoringError in one line."""
+    builder: Any = session_class.builder.appName(app_name)
     if master is not None and existing is None and not _under_spark_submit():
         builder = builder.master(master)
     for key, value in settings_.items():
@@ -405,19 +454,13 @@ def spark_session(
     with warnings.catch_warnings():
         _quiet_pyspark_warnings()
         try:
-            session = existing or builder.getOrCreate()
+            session: SparkSession = existing or builder.getOrCreate()
         except Exception as exc:
             raise ScoringError(
                 f"could not start Spark (master {master or 'from spark-submit'}): "
                 f"{first_line(exc, 400)}; Spark 4 needs Java 17+ (JAVA_HOME or java on PATH)"
             ) from exc
-    if existing is None:
-        session.sparkContext.setLogLevel("WARN")
-    try:
-        yield session
-    finally:
-        if existing is None and not _under_spark_submit():
-            session.stop()
+    return session
 
 
 def _quiet_pyspark_warnings() -> None:
@@ -623,7 +666,30 @@ def validate(df: DataFrame, progress: Progress = lambda _m: None) -> tuple[DataF
     """
     from pyspark.sql import functions as F
 
-    present = list(df.columns)
+    _check_columns(list(df.columns))
+    typed, checks = _typed_columns(df)
+    ids, id_missing = _text(F.col(f"`{schema.ID_COLUMN}`"))
+    counts = df.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.count(F.when(~id_missing, F.lit(1))).alias("ids"),
+        *[F.count(F.when(c.bad, F.lit(1))).alias(f"check_{i}") for i, c in enumerate(checks)],
+    ).first()
+    assert counts is not None
+    rows = int(counts["rows"])
+    progress(f"{rows:,} rows read")
+    found = _failed_checks(df, checks, [int(counts[f"check_{i}"]) for i in range(len(checks))])
+    duplicates = _duplicate_ids(df, ids, id_missing, int(counts["ids"]))
+    if duplicates is not None:
+        found.setdefault(schema.ID_COLUMN, []).append(f"duplicate values {duplicates}")
+    if found:
+        in_schema_order = sorted(found, key=list(schema.COLUMN_NAMES).index)
+        raise DataValidationError({name: " and ".join(found[name]) for name in in_schema_order})
+    return df.select(*[value.alias(name) for name, value in typed.items()]), rows
+
+
+def _check_columns(present: list[str]) -> None:
+    """Raises DataValidationError for a missing, repeated or unexpected column (the label may
+    be absent)."""
     problems: dict[str, str] = {}
     for col in schema.COLUMNS:
         count = present.count(col.name)
@@ -637,6 +703,11 @@ def validate(df: DataFrame, progress: Progress = lambda _m: None) -> tuple[DataF
     if problems:
         raise DataValidationError(problems)
 
+
+def _typed_columns(df: DataFrame) -> tuple[dict[str, SparkColumn], list[_Check]]:
+    """Every column but the label as the model gets it, and the checks on all of them."""
+    from pyspark.sql import functions as F
+
     types = dict(df.dtypes)
     typed: dict[str, SparkColumn] = {}
     checks: list[_Check] = []
@@ -646,19 +717,14 @@ def validate(df: DataFrame, progress: Progress = lambda _m: None) -> tuple[DataF
         value, rules = _column_rules(col, types[col.name], F.col(f"`{col.name}`"))
         typed[col.name] = value
         checks.extend(rules)
+    return typed, checks
 
-    ids, id_missing = _text(F.col(f"`{schema.ID_COLUMN}`"))
-    counts = df.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.count(F.when(~id_missing, F.lit(1))).alias("ids"),
-        *[F.count(F.when(c.bad, F.lit(1))).alias(f"check_{i}") for i, c in enumerate(checks)],
-    ).first()
-    assert counts is not None
-    rows = int(counts["rows"])
-    progress(f"{rows:,} rows read")
+
+def _failed_checks(df: DataFrame, checks: list[_Check], counts: list[int]) -> dict[str, list[str]]:
+    """Column -> what is wrong with it, from each check's count of offending rows; a few
+    distinct offending values are fetched for each failed check but missing values."""
     found: dict[str, list[str]] = {}
-    for i, check in enumerate(checks):
-        n = int(counts[f"check_{i}"])
+    for check, n in zip(checks, counts, strict=True):
         if n == 0:
             continue
         if check.what == "missing values":
@@ -675,25 +741,31 @@ def validate(df: DataFrame, progress: Progress = lambda _m: None) -> tuple[DataF
         found.setdefault(check.column, []).append(
             f"{check.what} {', '.join(examples)} ({_rows(n)})"
         )
-    # A job of its own: a distinct count inside the aggregation above would make Spark expand
+    return found
+
+
+def _duplicate_ids(
+    df: DataFrame, ids: SparkColumn, id_missing: SparkColumn, present: int
+) -> str | None:
+    """A few repeated customerIDs with their row counts, or None if the `present` ids are
+    distinct."""
+    from pyspark.sql import functions as F
+
+    # A job of its own: a distinct count inside validate's aggregation would make Spark expand
     # every row once per distinct group (measured: 2-3x the time of the two jobs apart).
     distinct_ids = df.where(~id_missing).agg(F.count_distinct(ids).alias("n")).first()
     assert distinct_ids is not None
-    if int(distinct_ids["n"]) != int(counts["ids"]):
-        dupes = (
-            df.where(~id_missing)
-            .groupBy(ids.alias("id"))
-            .count()
-            .where(F.col("count") > 1)
-            .limit(_MAX_EXAMPLES)
-            .collect()
-        )
-        shown = ", ".join(f"{r['id']!r} ({r['count']} rows)" for r in dupes)
-        found.setdefault(schema.ID_COLUMN, []).append(f"duplicate values {shown}")
-    if found:
-        in_schema_order = sorted(found, key=list(schema.COLUMN_NAMES).index)
-        raise DataValidationError({name: " and ".join(found[name]) for name in in_schema_order})
-    return df.select(*[value.alias(name) for name, value in typed.items()]), rows
+    if int(distinct_ids["n"]) == present:
+        return None
+    dupes = (
+        df.where(~id_missing)
+        .groupBy(ids.alias("id"))
+        .count()
+        .where(F.col("count") > 1)
+        .limit(_MAX_EXAMPLES)
+        .collect()
+    )
+    return ", ".join(f"{r['id']!r} ({r['count']} rows)" for r in dupes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -804,8 +876,6 @@ def score(
 
     Raises UsageError for input that does not fit the schema (nothing is written), ScoringError
     when Spark fails; `every` is the seconds between progress lines of a running stage."""
-    from pyspark.sql import functions as F
-
     out = _output_uri(output)
     partition_uri = f"{out}/{PARTITION_COLUMN}={day.isoformat()}"
     t0 = time.perf_counter()
@@ -816,35 +886,51 @@ def score(
             f"Spark {spark.version} on {sc.master} ({sc.defaultParallelism} cores) "
             f"in {time.perf_counter() - t0:.1f} s"
         )
-        progress(f"validating {files.description} ({files.format}) against the schema")
-        df = read_input(spark, files)
-        try:
-            with spark_errors("validating the input"), StageProgress(spark, progress, every):
-                typed, rows = validate(df, progress)
-        except DataValidationError as exc:
-            raise UsageError(
-                f"--input {files.description}: {exc}; nothing was written "
-                "(the schema is churn/schema.py)"
-            ) from exc
-        if rows == 0:
-            raise UsageError(f"--input {files.description} has no rows; nothing was written")
+        typed, rows = _read_valid_input(spark, files, progress, every)
         progress(f"scoring {rows:,} rows with {model.uri} -> {_shown_path(partition_uri)}")
         with spark_errors("scoring"):
             scored = score_frame(spark, spread(spark, typed, partitions), model, day)
             write_scores(spark, scored, out, progress, every)
-            written = (
-                spark.read.parquet(partition_uri)
-                .agg(F.count(F.lit(1)).alias("n"), F.count(F.when(F.col(DECISION), 1)).alias("c"))
-                .first()
-            )
-        assert written is not None
-        if int(written["n"]) != rows:
+            written, churned = _written_counts(spark, partition_uri)
+        if written != rows:
             raise ScoringError(
-                f"{partition_uri} holds {written['n']:,} rows, but {rows:,} were read: "
+                f"{partition_uri} holds {written:,} rows, but {rows:,} were read: "
                 "another job may be writing the same date"
             )
     progress(f"done in {time.perf_counter() - t0:.1f} s")
-    return ScoreResult(rows, int(written["c"]), _shown_path(partition_uri), model)
+    return ScoreResult(rows, churned, _shown_path(partition_uri), model)
+
+
+def _read_valid_input(
+    spark: SparkSession, files: InputFiles, progress: Progress, every: float
+) -> tuple[DataFrame, int]:
+    """`validate` on `files`, its refusals and an empty input as UsageErrors."""
+    progress(f"validating {files.description} ({files.format}) against the schema")
+    df = read_input(spark, files)
+    try:
+        with spark_errors("validating the input"), StageProgress(spark, progress, every):
+            typed, rows = validate(df, progress)
+    except DataValidationError as exc:
+        raise UsageError(
+            f"--input {files.description}: {exc}; nothing was written "
+            "(the schema is churn/schema.py)"
+        ) from exc
+    if rows == 0:
+        raise UsageError(f"--input {files.description} has no rows; nothing was written")
+    return typed, rows
+
+
+def _written_counts(spark: SparkSession, partition_uri: str) -> tuple[int, int]:
+    """Rows in the written partition, and how many of them are decided churn."""
+    from pyspark.sql import functions as F
+
+    written = (
+        spark.read.parquet(partition_uri)
+        .agg(F.count(F.lit(1)).alias("n"), F.count(F.when(F.col(DECISION), 1)).alias("c"))
+        .first()
+    )
+    assert written is not None
+    return int(written["n"]), int(written["c"])
 
 
 def run(args: argparse.Namespace) -> int:

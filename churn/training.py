@@ -128,6 +128,94 @@ def _log_model(model: ChurnProbability, model_type: str, example: pd.DataFrame) 
     )
 
 
+@dataclass(frozen=True)
+class _Fit:
+    """A model fitted on the training split, and its scores on the held-out one."""
+
+    model: ChurnProbability
+    x_test: pd.DataFrame
+    y_test: np.ndarray
+    proba: np.ndarray
+    scores: dict[str, float]
+
+
+def _fit(params: Params, df: pd.DataFrame, progress: Progress) -> _Fit:
+    train_df, test_df = split(df, params.test_size, params.seed)
+    x_train, y_train = data.features(train_df), data.labels(train_df)
+    x_test, y_test = data.features(test_df), data.labels(test_df)
+
+    progress(f"fitting {params.model_type} on {len(train_df):,} rows (seed {params.seed})")
+    model: ChurnProbability = build(params.model_type, params.model_params, params.seed)
+    model.fit(x_train, y_train)
+    proba = model.predict(x_test)
+    scores = evaluate(y_test, proba, params.threshold)
+    progress("held-out " + "  ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+    return _Fit(model, x_test, y_test, proba, scores)
+
+
+def _tags(
+    params: Params, data_path: Path, data_md5: str, rows: int, root: Path
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The model version's tags, and the run's: those plus the note and the git commit."""
+    commit, dirty = git_state(root)
+    training_data = (
+        f"{data_path.name} (generator, snapshot {params.data.snapshot}, seed {params.seed})"
+        if params.data.source == "generator"
+        else f"{data_path.name} (from {params.data.source})"
+    )
+    tags = {"data_md5": data_md5, "training_data": training_data}
+    run_tags = dict(tags)
+    run_tags["mlflow.note.content"] = describe.training_run_note(
+        params.model_type, training_data, data_md5, rows
+    )
+    if commit is not None:
+        # Set explicitly: MLflow only infers it for some entry points, not under `dvc repro`.
+        run_tags["mlflow.source.git.commit"] = commit
+        run_tags["git_dirty"] = str(dirty).lower()
+    return tags, run_tags
+
+
+def _log_dataset(df: pd.DataFrame, data_path: Path, data_md5: str) -> None:
+    import mlflow
+    from mlflow.data.pandas_dataset import from_pandas
+
+    with warnings.catch_warnings():
+        # MLflow registers two equivalent local-file source types and warns it picked one.
+        warnings.filterwarnings("ignore", message="The specified dataset source")
+        # The dataset profile infers a schema; our int columns are never missing.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        # The digest is DVC's md5 of the file (the `data_md5` tag), not MLflow's hash of
+        # the frame: the UI then names the same snapshot `dvc` and `churn lineage` do.
+        dataset = from_pandas(
+            df,
+            source=str(data_path),
+            name=data_path.name,
+            targets=schema.LABEL_COLUMN,
+            digest=data_md5,
+        )
+        mlflow.log_input(dataset, context="training")  # (the schema is inferred here)
+
+
+def _log_figures(fit: _Fit, threshold: float) -> None:
+    import mlflow
+    from matplotlib import pyplot as plt
+
+    for path, fig in _figures(fit.y_test, fit.proba, threshold, fit.scores["auc"]).items():
+        mlflow.log_figure(fig, path)
+        plt.close(fig)
+
+
+def _log_model_quietly(fit: _Fit, model_type: str) -> Any:
+    example = fit.x_test.head(5)
+    with warnings.catch_warnings():
+        # MLflow's type-hint check on our sklearn wrapper: the signature (from the schema)
+        # is what validates inputs, so the "Any type hint" notice does not apply.
+        warnings.filterwarnings("ignore", message=".*Any type hint is inferred as AnyType")
+        # The input example's schema is inferred too (the signature is not); same reason.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        return _log_model(fit.model, model_type, example)
+
+
 def train(
     params: Params,
     client: MlflowClient,
@@ -139,8 +227,6 @@ def train(
 ) -> TrainResult:
     import mlflow
     import mlflow.sklearn
-    from matplotlib import pyplot as plt
-    from mlflow.data.pandas_dataset import from_pandas
 
     from churn.tracking import ensure_experiment
 
@@ -153,71 +239,24 @@ def train(
     df = data.read_parquet(data_path)
     data.check_trainable(df)  # before anything is fitted, logged or registered
     data_md5 = file_md5(data_path)
-    train_df, test_df = split(df, params.test_size, params.seed)
-    x_train, y_train = data.features(train_df), data.labels(train_df)
-    x_test, y_test = data.features(test_df), data.labels(test_df)
-
-    progress(f"fitting {params.model_type} on {len(train_df):,} rows (seed {params.seed})")
-    model: ChurnProbability = build(params.model_type, params.model_params, params.seed)
-    model.fit(x_train, y_train)
-    proba = model.predict(x_test)
-    scores = evaluate(y_test, proba, params.threshold)
-    progress("held-out " + "  ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+    fit = _fit(params, df, progress)
     if reports_dir is not None:
-        write_reports(reports_dir, scores, y_test, proba, params.threshold)
-
-    commit, dirty = git_state(root)
-    training_data = (
-        f"{data_path.name} (generator, snapshot {params.data.snapshot}, seed {params.seed})"
-        if params.data.source == "generator"
-        else f"{data_path.name} (from {params.data.source})"
-    )
-    tags = {"data_md5": data_md5, "training_data": training_data}
-    run_tags = dict(tags)
-    run_tags["mlflow.note.content"] = describe.training_run_note(
-        params.model_type, training_data, data_md5, len(df)
-    )
-    if commit is not None:
-        # Set explicitly: MLflow only infers it for some entry points, not under `dvc repro`.
-        run_tags["mlflow.source.git.commit"] = commit
-        run_tags["git_dirty"] = str(dirty).lower()
+        write_reports(reports_dir, fit.scores, fit.y_test, fit.proba, params.threshold)
+    tags, run_tags = _tags(params, data_path, data_md5, len(df), root)
 
     experiment_id = ensure_experiment(client, tracking_uri)
     progress(f"logging run and model to {tracking_uri}")
     run_name = describe.training_run_name(params.model_type, data_md5, params.seed)
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=run_tags) as run:
         mlflow.log_params(params.flat())
-        mlflow.log_metrics(scores)
-        with warnings.catch_warnings():
-            # MLflow registers two equivalent local-file source types and warns it picked one.
-            warnings.filterwarnings("ignore", message="The specified dataset source")
-            # The dataset profile infers a schema; our int columns are never missing.
-            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
-            # The digest is DVC's md5 of the file (the `data_md5` tag), not MLflow's hash of
-            # the frame: the UI then names the same snapshot `dvc` and `churn lineage` do.
-            dataset = from_pandas(
-                df,
-                source=str(data_path),
-                name=data_path.name,
-                targets=schema.LABEL_COLUMN,
-                digest=data_md5,
-            )
-            mlflow.log_input(dataset, context="training")  # (the schema is inferred here)
-        for path, fig in _figures(y_test, proba, params.threshold, scores["auc"]).items():
-            mlflow.log_figure(fig, path)
-            plt.close(fig)
-        example = x_test.head(5)
-        with warnings.catch_warnings():
-            # MLflow's type-hint check on our sklearn wrapper: the signature (from the schema)
-            # is what validates inputs, so the "Any type hint" notice does not apply.
-            warnings.filterwarnings("ignore", message=".*Any type hint is inferred as AnyType")
-            # The input example's schema is inferred too (the signature is not); same reason.
-            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
-            info = _log_model(model, params.model_type, example)
+        mlflow.log_metrics(fit.scores)
+        _log_dataset(df, data_path, data_md5)
+        _log_figures(fit, params.threshold)
+        info = _log_model_quietly(fit, params.model_type)
     version = int(info.registered_model_version)
     for key, value in tags.items():
         client.set_model_version_tag(settings.MODEL_NAME, str(version), key, value)
     describe.describe_version(client, version, run.info.run_id)
     # On the ledger like every alias move: who, when, which commit, the run and its metric.
     set_challenger(client, version, tracking_uri, run.info.run_id, params.gate.metric)
-    return TrainResult(run.info.run_id, version, scores, data_md5)
+    return TrainResult(run.info.run_id, version, fit.scores, data_md5)
