@@ -28,94 +28,100 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
-        labels = ["route", "method", "status"]
-        self.requests = Counter(
-            "churn_http_requests_total", "HTTP requests", labels, registry=self.registry
+        # Registered in this order, the order /metrics lists them in.
+        self._http()
+        self._split_and_shadow()
+        self._log_and_profile()
+        self._models()
+        self._load()
+
+    def _counter(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+        return Counter(name, doc, labels, registry=self.registry)
+
+    def _gauge(self, name: str, doc: str) -> Gauge:
+        return Gauge(name, doc, registry=self.registry)
+
+    def _histogram(
+        self, name: str, doc: str, buckets: tuple[float, ...], labels: tuple[str, ...] = ()
+    ) -> Histogram:
+        return Histogram(name, doc, labels, buckets=buckets, registry=self.registry)
+
+    def _http(self) -> None:
+        labels = ("route", "method", "status")
+        self.requests = self._counter("churn_http_requests_total", "HTTP requests", labels)
+        self.latency = self._histogram(
+            "churn_http_request_duration_seconds", "HTTP request latency", LATENCY_BUCKETS, labels
         )
-        self.latency = Histogram(
-            "churn_http_request_duration_seconds",
-            "HTTP request latency",
-            labels,
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.predictions = Counter(
+        self.predictions = self._counter(
             "churn_predictions_total",
             "Rows answered, by the model version that scored them and its role",
-            ["model_version", "role"],
-            registry=self.registry,
+            ("model_version", "role"),
         )
-        self.challenger_version = Gauge(
+
+    def _split_and_shadow(self) -> None:
+        self.challenger_version = self._gauge(
             "churn_challenger_version",
             "Challenger version loaded for the traffic split or shadow (0: none)",
-            registry=self.registry,
         )
-        self.shadow_rows = Counter(
+        self.shadow_rows = self._counter(
             "churn_shadow_rows_total",
             "Rows the challenger scored in shadow, by challenger version",
-            ["model_version"],
-            registry=self.registry,
+            ("model_version",),
         )
-        self.shadow_disagreements = Counter(
+        self.shadow_disagreements = self._counter(
             "churn_shadow_disagreements_total",
             "Shadow rows where the challenger's decision differs from the champion's",
-            ["model_version"],
-            registry=self.registry,
+            ("model_version",),
         )
-        self.shadow_abs_diff = Histogram(
+        self.shadow_abs_diff = self._histogram(
             "churn_shadow_abs_diff",
             "|P(churn) challenger - P(churn) champion| per shadow-scored row",
-            buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
-            registry=self.registry,
+            (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
         )
-        self.shadow_dropped = Counter(
+        self.shadow_dropped = self._counter(
             "churn_shadow_dropped_rows_total",
             "Rows not shadow-scored because the shadow queue was full (callers unaffected)",
-            registry=self.registry,
         )
-        self.prediction_log_rows = Counter(
+
+    def _log_and_profile(self) -> None:
+        self.prediction_log_rows = self._counter(
             "churn_prediction_log_rows",
             "Rows of the prediction log (CHURN_PREDICTION_LOG): written, or dropped (queue "
             "full or a failed write; requests unaffected)",
-            ["outcome"],
-            registry=self.registry,
+            ("outcome",),
         )
-        self.profile_rows = Gauge(
+        self.profile_rows = self._gauge(
             "churn_profile_rows",
             "Rows in the traffic profile of the served version (GET /monitoring/profile)",
-            registry=self.registry,
         )
-        self.reloads = Counter(
+
+    def _models(self) -> None:
+        self.reloads = self._counter(
             "churn_model_reloads_total",
             "Model versions loaded and swapped in (the first load included)",
-            registry=self.registry,
         )
-        self.reload_failures = Counter(
+        self.reload_failures = self._counter(
             "churn_model_reload_failures_total",
             "Failed attempts to resolve the alias or load a version (the old model kept serving)",
-            ["stage"],
-            registry=self.registry,
+            ("stage",),
         )
-        self.model_version = Gauge(
-            "churn_model_version", "Version being served (0: none yet)", registry=self.registry
+        self.model_version = self._gauge(
+            "churn_model_version", "Version being served (0: none yet)"
         )
-        self.registry_reachable = Gauge(
+        self.registry_reachable = self._gauge(
             "churn_registry_reachable",
             "1 if the last check could read the model registry, else 0 (the loaded model keeps "
             "serving either way)",
-            registry=self.registry,
         )
 
-        self.batch_rows = Histogram(
+    def _load(self) -> None:
+        self.batch_rows = self._histogram(
             "churn_batch_rows",
             "Rows per model predict call (a micro-batch of concurrent requests, or one alone)",
-            buckets=BATCH_BUCKETS,
-            registry=self.registry,
+            BATCH_BUCKETS,
         )
-        self.in_flight = Gauge(
-            "churn_http_requests_in_flight",
-            "HTTP requests received and not yet answered",
-            registry=self.registry,
+        self.in_flight = self._gauge(
+            "churn_http_requests_in_flight", "HTTP requests received and not yet answered"
         )
 
     def render(self) -> bytes:
