@@ -174,22 +174,13 @@ def promote(
             f"@{CHAMPION} and @{CHALLENGER} both point at v{chal_v}: retire the challenger "
             'with churn retire --reason "why", or train a new one'
         )
-    fresh = reevaluate(champ_v, chal_v) if reevaluate is not None and champ_v is not None else None
-    champion: Candidate | None
-    if fresh is not None:
-        champion, challenger, paired = fresh
-        decision = gate(champion, challenger, metric, epsilon, paired)
-    else:
-        challenger = version_score(client, chal_v, metric, CHALLENGER)
-        champion = version_score(client, champ_v, metric, CHAMPION) if champ_v is not None else None
-        decision = gate(champion, challenger, metric, epsilon)
-        if decision.promote and verify is not None:
-            verify(chal_v)
+    decision = _decide(client, champ_v, chal_v, metric, epsilon, reevaluate, verify)
     if not decision.promote or dry_run:
         return PromoteResult(decision, False, dry_run)
 
     with registry_lock(client, "promote"):
         recheck(client, {a: before.get(a) for a in (CHAMPION, CHALLENGER, PREV_CHAMPION)})
+        champion = decision.champion
         over = f"v{champ_v} ({metric}={champion.score:.4f})" if champion else "cold-start"
         # @prev-champion first (the escape hatch), @champion the commit point, then @challenger.
         keep = ((PREV_CHAMPION, champ_v),) if champ_v is not None else ()
@@ -201,6 +192,29 @@ def promote(
         record = _record(uri, lambda ledger: ledger.promotion_record(decision, promoted=True))
         run = _carry_out(client, move, uri, record)
     return PromoteResult(decision, True, False, run, move)
+
+
+def _decide(
+    client: MlflowClient,
+    champ_v: int | None,
+    chal_v: int,
+    metric: str,
+    epsilon: float,
+    reevaluate: Reevaluator | None,
+    verify: Callable[[int], None] | None,
+) -> GateDecision:
+    """The gate on fresh scores when `reevaluate` gives them, else on the logged metrics (then
+    `verify` checks that a challenger about to be promoted loads)."""
+    fresh = reevaluate(champ_v, chal_v) if reevaluate is not None and champ_v is not None else None
+    if fresh is not None:
+        champion, challenger, paired = fresh
+        return gate(champion, challenger, metric, epsilon, paired)
+    logged = version_score(client, chal_v, metric, CHALLENGER)
+    held = version_score(client, champ_v, metric, CHAMPION) if champ_v is not None else None
+    decision = gate(held, logged, metric, epsilon)
+    if decision.promote and verify is not None:
+        verify(chal_v)
+    return decision
 
 
 def _record(uri: str | None, build: Callable[[Any], ledger.Record]) -> ledger.Record | None:
