@@ -84,35 +84,22 @@ class RequestTimeoutMiddleware:
         except TimeoutError:
             if not deadline.expired():
                 raise  # a timeout of the app's own, not ours
-            where = f"{scope['method']} {shown(scope.get('path', ''))}"
-            if started:  # headers are out: all we can do is end the connection
-                log.warning("%s: cancelled after %g s mid-response", where, self.seconds)
-                return
-            if not body_read:
-                log.info("%s: body not received within %g s", where, self.seconds)
-                await _send_json(
-                    send,
-                    408,
-                    error_body(
-                        (
-                            "body",
-                            f"not received within {self.seconds:g} s (CHURN_REQUEST_TIMEOUT_S)",
-                        )
-                    ),
-                )
-            else:
-                log.warning("%s: not answered within %g s", where, self.seconds)
-                await _send_json(
-                    send,
-                    503,
-                    error_body(
-                        (
-                            "request",
-                            f"not answered within {self.seconds:g} s (CHURN_REQUEST_TIMEOUT_S); "
-                            "retry later",
-                        )
-                    ),
-                )
+            await self._timed_out(scope, send, started, body_read)
+
+    async def _timed_out(self, scope: Scope, send: Send, started: bool, body_read: bool) -> None:
+        """408 while the body was still arriving, 503 once it had; nothing once headers left."""
+        where = f"{scope['method']} {shown(scope.get('path', ''))}"
+        limit = f"within {self.seconds:g} s (CHURN_REQUEST_TIMEOUT_S)"
+        if started:  # headers are out: all we can do is end the connection
+            log.warning("%s: cancelled after %g s mid-response", where, self.seconds)
+        elif not body_read:
+            log.info("%s: body not received within %g s", where, self.seconds)
+            await _send_json(send, 408, error_body(("body", f"not received {limit}")))
+        else:
+            log.warning("%s: not answered within %g s", where, self.seconds)
+            await _send_json(
+                send, 503, error_body(("request", f"not answered {limit}; retry later"))
+            )
 
 
 class JsonBodyMiddleware:
