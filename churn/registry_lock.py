@@ -175,23 +175,25 @@ def _take_over(client: MlflowClient, stale: _Lock, stale_after_s: float) -> None
             f"another run is taking over the stale lock of {stale.held_by}", stale.age_s
         ) from None
     try:
-        now = _held_lock(client)
-        if now is not None and (now.held_by, now.created_ms) == (stale.held_by, stale.created_ms):
-            account = "it declared no alias move"
-            if now.intent:
-                _, account = moves.settle(client, moves.Move.from_json(now.intent))
-            log.warning(
-                "took over the registry lock of %s (%s): %s",
-                stale.held_by,
-                stale.why_stale,
-                account,
-            )
-            client.delete_registered_model(LOCK_NAME)
-        elif now is not None and not now.stale(stale_after_s):
-            # Another run took it over first and holds it now.
-            raise in_progress(now.held_by, now.age_s)
+        _settle_and_delete(client, stale, stale_after_s)
     finally:
         _drop(client, stale.takeover_name)
+
+
+def _settle_and_delete(client: MlflowClient, stale: _Lock, stale_after_s: float) -> None:
+    """With the takeover marker held: if the lock is still the stale holding, settle the move it
+    declared and delete it; if another run took it over first and holds it, say so."""
+    now = _held_lock(client)
+    if now is not None and (now.held_by, now.created_ms) == (stale.held_by, stale.created_ms):
+        account = "it declared no alias move"
+        if now.intent:
+            _, account = moves.settle(client, moves.Move.from_json(now.intent))
+        log.warning(
+            "took over the registry lock of %s (%s): %s", stale.held_by, stale.why_stale, account
+        )
+        client.delete_registered_model(LOCK_NAME)
+    elif now is not None and not now.stale(stale_after_s):
+        raise in_progress(now.held_by, now.age_s)
 
 
 def recover(client: MlflowClient, stale_after_s: float = LOCK_STALE_S) -> None:
