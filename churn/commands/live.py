@@ -69,7 +69,8 @@ def _outcomes(args: argparse.Namespace) -> int:
         return 0
     root = log_root(args.log)
     count, path = outcomes.ingest(args.labels, predlog.Location.of(root))
-    print(f"outcomes: {count} rows from {args.labels} -> {path}")
+    folder = path.rsplit("/", 1)[0]  # the file is named for its time: the folder is what to know
+    print(f"outcomes: {count} rows from {args.labels} -> {folder}/ (one new file)")
     return 0
 
 

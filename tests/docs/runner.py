@@ -64,7 +64,8 @@ from churn.procs import free_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SHOWN_ROOT = "/home/you/churn-mlops"
-PAGE_PORTS = {"api": 8000, "ui": 5000}
+# A second API (Day 10's live A/B) runs beside the first: `PORT=8001 make serve`.
+PAGE_PORTS = {"api": 8000, "ui": 5000, "second-api": 8001}
 ELLIPSIS = "..."
 
 _MARK = re.compile(r"^<!--\s*run(?::\s*(?P<opts>.*?))?\s*-->\s*$")
@@ -214,7 +215,7 @@ _TIME = re.compile(
     r"|(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT"
 )
 _DURATION = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?: ?(?:ms|s|seconds?)\b|s(?=[\s),]|$))")
-_PID = re.compile(r"(?<=process \[)\d+(?=\])")
+_PID = re.compile(r"(?<=process \[)\d+(?=\])|(?<=\"pid\": )\d+")
 _CLIENT = re.compile(r"(?<=127\.0\.0\.1:)\d+(?= - \")")
 _TMP = re.compile(r"/tmp/[\w.+-]+(?:/[\w.+-]+)*")
 # tqdm's progress bars (MLflow's artifact downloads): elapsed, remaining and rate vary.
@@ -394,7 +395,11 @@ class Session:
 
     def to_session(self, text: str) -> str:
         for page, real in self.ports.items():
-            text = re.sub(rf"(?<=127\.0\.0\.1:){page}\b|(?<=localhost:){page}\b", str(real), text)
+            text = re.sub(
+                rf"(?<=127\.0\.0\.1:){page}\b|(?<=localhost:){page}\b|(?<=\bPORT=){page}\b",
+                str(real),
+                text,
+            )
         return text
 
     def to_page(self, output: str) -> list[str]:
