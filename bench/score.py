@@ -232,11 +232,22 @@ def break_even(
 # The run
 
 
+@dataclass
+class Timings:
+    """What the run measured: best-of-repeat seconds per size and the engines' fixed costs."""
+
+    model_load_s: float
+    startup_s: float = 0.0
+    first_run_s: float = 0.0
+    parity: float = 0.0
+    pandas_s: dict[int, float] | None = None
+    spark_s: dict[int, float] | None = None
+
+
 def run(opts: Options) -> dict[str, Any]:
     import mlflow
-    import pandas as pd
 
-    from churn import data, score, settings
+    from churn import score, settings
 
     t_start = time.monotonic()
     opts.work.mkdir(parents=True, exist_ok=True)
@@ -246,83 +257,13 @@ def run(opts: Options) -> dict[str, Any]:
     ref = score.resolve_model(mlflow.MlflowClient(uri, uri), MODEL_URI, settings.PARAMS_FILE)
     files = scoring_files(opts.work, opts.sizes, opts.seed)
     load_before = load()
-
-    t0 = time.perf_counter()
-    model = load_pyfunc(opts.work)
-    model_load_s = time.perf_counter() - t0
-    progress(f"pandas: model loaded in {model_load_s:.2f} s")
-    warm_file = opts.work / f"warm-{WARM_ROWS}.parquet"
-    if not warm_file.is_file():
-        frame = data.read_parquet(files[min(opts.sizes)]).head(WARM_ROWS)
-        data.write_parquet(pd.DataFrame(frame), warm_file)
-    pandas_score(model, warm_file, opts.work / "pandas" / "warm.parquet", ref)
-
-    pandas_s: dict[int, float] = {}
-    spark_s: dict[int, float] = {}
-    t0 = time.perf_counter()
-    with score.spark_session(MASTER) as spark:
-        startup_s = time.perf_counter() - t0
-        progress(f"spark: {spark.version} session on {MASTER} in {startup_s:.2f} s")
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
-        t0 = time.perf_counter()
-        score.score(
-            score.resolve_input(str(warm_file)), str(opts.work / "spark-out"), ref, date(2000, 1, 1)
-        )
-        first_run_s = time.perf_counter() - t0
-        progress(f"spark: first run ({WARM_ROWS:,} rows, cold workers) in {first_run_s:.2f} s")
-        # Size by size, pandas then Spark (the JVM idles meanwhile), best of --repeat each: a busy
-        # neighbour then slows both engines alike rather than whichever happened to run.
-        for n in opts.sizes:
-            for _ in range(opts.repeat):
-                t0 = time.perf_counter()
-                written = pandas_score(model, files[n], opts.work / "pandas" / f"{n}.parquet", ref)
-                pandas_s[n] = min(pandas_s.get(n, math.inf), time.perf_counter() - t0)
-                assert written == n
-                t0 = time.perf_counter()
-                result = score.score(
-                    score.resolve_input(str(files[n])),
-                    str(opts.work / "spark-out"),
-                    ref,
-                    date(2000, 1, 2),
-                    progress=lambda m: progress(f"spark:   {m}"),
-                    every=15.0,
-                )
-                spark_s[n] = min(spark_s.get(n, math.inf), time.perf_counter() - t0)
-                assert result.rows == n
-            progress(
-                f"{n:,} rows: pandas {pandas_s[n]:.2f} s ({n / pandas_s[n]:,.0f} rows/s), "
-                f"spark {spark_s[n]:.2f} s ({n / spark_s[n]:,.0f} rows/s)"
-            )
-        parity = max_difference(spark, opts.work, max(opts.sizes))
-    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
-    mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+    model, warm_file, timings = _pandas_warm(opts, files, ref)
+    _spark_and_sizes(opts, files, model, warm_file, ref, timings)
 
     cli: dict[str, Any] | None = None
     if opts.e2e:
         cli = run_cli(opts, files[max(opts.sizes)])
     load_after = load()
-
-    pandas_a, pandas_b = fit(list(pandas_s.items()))
-    spark_a, spark_b = fit(list(spark_s.items()))
-    # A fresh nightly run pays the session start and a cold first run (which includes that run's
-    # own fixed costs); pandas pays the model load.
-    spark_fixed = startup_s + first_run_s
-    pandas_fixed = model_load_s + pandas_a
-    amortised = break_even(spark_fixed, spark_b, pandas_fixed, pandas_b)
-
-    sizes = {}
-    for n in opts.sizes:
-        sizes[str(n)] = {
-            "rows": n,
-            "pandas_s": round(pandas_s[n], 3),
-            "pandas_rows_per_s": round(n / pandas_s[n]),
-            "spark_s": round(spark_s[n], 3),
-            "spark_rows_per_s": round(n / spark_s[n]),
-            "spark_over_pandas": round((n / spark_s[n]) / (n / pandas_s[n]), 3),
-            "spark_total_s": round(spark_fixed + spark_s[n], 3),
-            "pandas_total_s": round(model_load_s + pandas_s[n], 3),
-        }
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
@@ -342,18 +283,127 @@ def run(opts: Options) -> dict[str, Any]:
             "model": f"{MODEL_URI} (v{version})",
             "reference": REFERENCE,
         },
-        "pandas_model_load_s": round(model_load_s, 3),
-        "spark_startup_s": round(startup_s, 3),
-        "spark_first_run_s": round(first_run_s, 3),
+        **_measured(opts, timings),
+        "cli": cli,
+        "total_s": round(time.monotonic() - t_start, 1),
+    }
+
+
+def _pandas_warm(opts: Options, files: dict[int, Path], ref: Any) -> tuple[Any, Path, Timings]:
+    """Load the model (timed) and score a small warm-up file with pandas."""
+    import pandas as pd
+
+    from churn import data
+
+    t0 = time.perf_counter()
+    model = load_pyfunc(opts.work)
+    timings = Timings(model_load_s=time.perf_counter() - t0)
+    progress(f"pandas: model loaded in {timings.model_load_s:.2f} s")
+    warm_file = opts.work / f"warm-{WARM_ROWS}.parquet"
+    if not warm_file.is_file():
+        frame = data.read_parquet(files[min(opts.sizes)]).head(WARM_ROWS)
+        data.write_parquet(pd.DataFrame(frame), warm_file)
+    pandas_score(model, warm_file, opts.work / "pandas" / "warm.parquet", ref)
+    return model, warm_file, timings
+
+
+def _spark_and_sizes(
+    opts: Options, files: dict[int, Path], model: Any, warm_file: Path, ref: Any, timings: Timings
+) -> None:
+    """Start Spark (timed), warm it, then time both engines size by size; fills `timings`."""
+    import mlflow
+
+    from churn import score
+
+    uri = store_uri(opts.work)
+    t0 = time.perf_counter()
+    with score.spark_session(MASTER) as spark:
+        timings.startup_s = time.perf_counter() - t0
+        progress(f"spark: {spark.version} session on {MASTER} in {timings.startup_s:.2f} s")
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        t0 = time.perf_counter()
+        score.score(
+            score.resolve_input(str(warm_file)), str(opts.work / "spark-out"), ref, date(2000, 1, 1)
+        )
+        timings.first_run_s = time.perf_counter() - t0
+        progress(
+            f"spark: first run ({WARM_ROWS:,} rows, cold workers) in {timings.first_run_s:.2f} s"
+        )
+        timings.pandas_s, timings.spark_s = _time_sizes(opts, files, model, ref)
+        timings.parity = max_difference(spark, opts.work, max(opts.sizes))
+    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+    mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+
+
+def _time_sizes(
+    opts: Options, files: dict[int, Path], model: Any, ref: Any
+) -> tuple[dict[int, float], dict[int, float]]:
+    """Best of --repeat seconds per size for pandas and for Spark (whose session is running)."""
+    from churn import score
+
+    pandas_s: dict[int, float] = {}
+    spark_s: dict[int, float] = {}
+    # Size by size, pandas then Spark (the JVM idles meanwhile), best of --repeat each: a busy
+    # neighbour then slows both engines alike rather than whichever happened to run.
+    for n in opts.sizes:
+        for _ in range(opts.repeat):
+            t0 = time.perf_counter()
+            written = pandas_score(model, files[n], opts.work / "pandas" / f"{n}.parquet", ref)
+            pandas_s[n] = min(pandas_s.get(n, math.inf), time.perf_counter() - t0)
+            assert written == n
+            t0 = time.perf_counter()
+            result = score.score(
+                score.resolve_input(str(files[n])),
+                str(opts.work / "spark-out"),
+                ref,
+                date(2000, 1, 2),
+                progress=lambda m: progress(f"spark:   {m}"),
+                every=15.0,
+            )
+            spark_s[n] = min(spark_s.get(n, math.inf), time.perf_counter() - t0)
+            assert result.rows == n
+        progress(
+            f"{n:,} rows: pandas {pandas_s[n]:.2f} s ({n / pandas_s[n]:,.0f} rows/s), "
+            f"spark {spark_s[n]:.2f} s ({n / spark_s[n]:,.0f} rows/s)"
+        )
+    return pandas_s, spark_s
+
+
+def _measured(opts: Options, t: Timings) -> dict[str, Any]:
+    """The result's measured part: fixed costs, per-size rows, the fitted lines, break-even."""
+    pandas_s, spark_s = t.pandas_s or {}, t.spark_s or {}
+    pandas_a, pandas_b = fit(list(pandas_s.items()))
+    spark_a, spark_b = fit(list(spark_s.items()))
+    # A fresh nightly run pays the session start and a cold first run (which includes that run's
+    # own fixed costs); pandas pays the model load.
+    spark_fixed = t.startup_s + t.first_run_s
+    pandas_fixed = t.model_load_s + pandas_a
+    amortised = break_even(spark_fixed, spark_b, pandas_fixed, pandas_b)
+
+    sizes = {}
+    for n in opts.sizes:
+        sizes[str(n)] = {
+            "rows": n,
+            "pandas_s": round(pandas_s[n], 3),
+            "pandas_rows_per_s": round(n / pandas_s[n]),
+            "spark_s": round(spark_s[n], 3),
+            "spark_rows_per_s": round(n / spark_s[n]),
+            "spark_over_pandas": round((n / spark_s[n]) / (n / pandas_s[n]), 3),
+            "spark_total_s": round(spark_fixed + spark_s[n], 3),
+            "pandas_total_s": round(t.model_load_s + pandas_s[n], 3),
+        }
+    return {
+        "pandas_model_load_s": round(t.model_load_s, 3),
+        "spark_startup_s": round(t.startup_s, 3),
+        "spark_first_run_s": round(t.first_run_s, 3),
         "sizes": sizes,
         "fit": {
             "pandas": {"fixed_s": round(pandas_a, 3), "us_per_row": round(pandas_b * 1e6, 3)},
             "spark": {"fixed_s": round(spark_a, 3), "us_per_row": round(spark_b * 1e6, 3)},
         },
         "amortised_at_rows": amortised,
-        "max_abs_difference": parity,
-        "cli": cli,
-        "total_s": round(time.monotonic() - t_start, 1),
+        "max_abs_difference": t.parity,
     }
 
 
@@ -437,6 +487,12 @@ def table(result: dict[str, Any]) -> str:
         f"{fit['pandas']['us_per_row']:.2f} us/row; spark {fit['spark']['fixed_s']:.2f} s + "
         f"{fit['spark']['us_per_row']:.2f} us/row"
     )
+    return "\n".join(lines + _table_verdict(result))
+
+
+def _table_verdict(result: dict[str, Any]) -> list[str]:
+    """The lines under the table: break-even, the CLI run, parity and the machine's load."""
+    lines = []
     amortised = result["amortised_at_rows"]
     largest = max(result["config"]["sizes"])
     if amortised is None:
@@ -461,7 +517,7 @@ def table(result: dict[str, Any]) -> str:
         f"load average {result['machine']['load_average_1m']['before']} -> "
         f"{result['machine']['load_average_1m']['after']} on {result['machine']['cpus']} CPUs"
     )
-    return "\n".join(lines)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

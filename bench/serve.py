@@ -143,24 +143,14 @@ def store_uri(work: Path) -> str:
 
 def ensure_champion(work: Path, rows: int, seed: int) -> int:
     """The @champion version in `work`'s store, training and promoting one if needed."""
-    import mlflow
-    from mlflow import MlflowClient
-
-    from churn import data, registry, settings
-    from churn.training import train
-
     work.mkdir(parents=True, exist_ok=True)
     marker = work / "champion.json"
     # The model's code is part of it: the artifact carries its own copy of churn/, which
     # `mlflow models serve` runs, while ours runs the installed one. A champion trained by older
     # code would compare two different predict implementations, so a change retrains it.
     wanted = {"rows": rows, "seed": seed, "model_code": _model_code_md5()}
-    uri = store_uri(work)
     if marker.is_file() and json.loads(marker.read_text()).get("data") == wanted:
-        try:
-            champion = registry.aliases(MlflowClient(uri, uri)).get(settings.CHAMPION)
-        except Exception:  # a broken or half-written store: rebuild it below
-            champion = None
+        champion = _current_champion(work)
         if champion is not None:
             progress(f"reusing champion v{champion} in {_rel(work / 'mlflow.db')}")
             return int(champion)
@@ -171,6 +161,34 @@ def ensure_champion(work: Path, rows: int, seed: int) -> int:
         else:
             path.unlink(missing_ok=True)
     progress(f"training a champion on {rows:,} generated rows into {_rel(work / 'mlflow.db')}")
+    version, auc = _train_and_promote(work, rows, seed)
+    marker.write_text(json.dumps({"data": wanted, "version": version}) + "\n")
+    progress(f"champion v{version} (auc {auc:.4f})")
+    return version
+
+
+def _current_champion(work: Path) -> Any:
+    """The @champion alias's version in `work`'s store; None if absent or the store is broken."""
+    from mlflow import MlflowClient
+
+    from churn import registry, settings
+
+    uri = store_uri(work)
+    try:
+        return registry.aliases(MlflowClient(uri, uri)).get(settings.CHAMPION)
+    except Exception:  # a broken or half-written store: rebuild it
+        return None
+
+
+def _train_and_promote(work: Path, rows: int, seed: int) -> tuple[int, float]:
+    """Train on `rows` generated rows into `work`'s store and promote: (version, auc)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from churn import data, registry, settings
+    from churn.training import train
+
+    uri = store_uri(work)
     data_path = work / "customers.parquet"
     data.write_parquet(data.normalise(data.generate(rows=rows, seed=seed)), data_path)
     params = settings.load_params()
@@ -198,9 +216,7 @@ def ensure_champion(work: Path, rows: int, seed: int) -> int:
         mlflow.set_registry_uri(None)  # type: ignore[arg-type]
     if not promoted.promoted:
         raise RuntimeError(f"v{result.version} was trained but not promoted")
-    marker.write_text(json.dumps({"data": wanted, "version": result.version}) + "\n")
-    progress(f"champion v{result.version} (auc {result.metrics['auc']:.4f})")
-    return result.version
+    return result.version, result.metrics["auc"]
 
 
 def _model_code_md5() -> str:
@@ -663,6 +679,11 @@ def output_args(parser: argparse.ArgumentParser, results: Path, work: Path, quic
 
 
 def parse_args(argv: list[str] | None) -> Options:
+    parser = _parser()
+    return _options(parser, parser.parse_args(argv))
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.serve",
         description=(
@@ -677,6 +698,14 @@ def parse_args(argv: list[str] | None) -> Options:
             "8 minutes (1 vs 2 workers and the log on vs off: about 2.5 of them); --quick about 3."
         ),
     )
+    _load_args(parser)
+    output_args(parser, RESULTS, WORK, "serve-quick.json")
+    _round_args(parser)
+    return parser
+
+
+def _load_args(parser: argparse.ArgumentParser) -> None:
+    """How long and how hard: the scenarios' durations, the workers, the model and the client."""
     parser.add_argument(
         "--quick", action="store_true", help="short run: 2 s per scenario, 5 s soak"
     )
@@ -701,7 +730,10 @@ def parse_args(argv: list[str] | None) -> Options:
         help="load generator: wrk (`make setup-bench` installs it), the asyncio httpx client, "
         "or auto (wrk when installed, else httpx; default)",
     )
-    output_args(parser, RESULTS, WORK, "serve-quick.json")
+
+
+def _round_args(parser: argparse.ArgumentParser) -> None:
+    """Which comparisons and how many rounds of each: theirs, starts, batch pairs, the log."""
     parser.add_argument(
         "--skip-theirs", action="store_true", help="only our service (no ratios; for debugging)"
     )
@@ -724,7 +756,10 @@ def parse_args(argv: list[str] | None) -> Options:
         "scenario (1 row at 16 conns, 1,000 rows at 1 conn), each side 5 s a round, the "
         "writer's flush interval (default 4; quick 2, of 1 s)",
     )
-    args = parser.parse_args(argv)
+
+
+def _options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Options:
+    """The parsed flags with --quick's defaults filled in and checked (a usage error exits 2)."""
     quick = bool(args.quick)
     seconds = args.seconds if args.seconds is not None else (2.0 if quick else 10.0)
     soak = args.soak if args.soak is not None else (5.0 if quick else 60.0)
@@ -874,18 +909,8 @@ def measure(
     server's /invocations, right after its /predict ("ours_invocations")."""
     out: dict[str, dict[str, Any]] = {}
     samplers: dict[str, PeakSampler] = {}
-    starts: dict[str, list[float]] = {server.name: [] for server, _bodies in servers}
     try:
-        for n in range(opts.starts):
-            for server, _bodies in servers:
-                report(f"{server.name}: starting ({shlex.join(server.argv[:6])} ...)")
-                starts[server.name].append(server.start())
-                report(
-                    f"{server.name}: {server.ready_path} answered 200 after "
-                    f"{starts[server.name][-1]:.2f} s"
-                )
-                if n < opts.starts - 1:
-                    server.stop()
+        starts = _time_starts(servers, opts, report)
         for server, _bodies in servers:
             times = starts[server.name]
             out[server.name] = {
@@ -896,64 +921,15 @@ def measure(
             samplers[server.name] = PeakSampler(server).__enter__()
         for server, bodies in servers:
             warm(server, bodies, client, opts)
-        for sc in SCENARIOS:
-            for server, bodies in servers:
-                if sc.rows not in bodies:  # a floor: one-row bodies only
-                    continue
-                url = server.base + server.predict_path
-                load = client.run(url, bodies[sc.rows], sc.connections, opts.seconds, sc.rows)
-                out[server.name]["scenarios"][sc.key] = load.as_dict()
-                report(
-                    f"{server.name:<6}: {sc.title:<20} {load.rps:9.1f} req/s  "
-                    f"p50 {load.p50_ms:8.2f} ms  p99 {load.p99_ms:8.2f} ms  errors {load.errors}"
-                )
-                if invocations is not None and server is servers[0][0]:
-                    load = client.run(
-                        server.base + "/invocations", invocations[sc.rows], sc.connections,
-                        opts.seconds, sc.rows,
-                    )  # fmt: skip
-                    mlflow = out.setdefault("ours_invocations", {"scenarios": {}})
-                    mlflow["scenarios"][sc.key] = load.as_dict()
-                    report(
-                        f"/invoc: {sc.title:<20} {load.rps:9.1f} req/s  p50 "
-                        f"{load.p50_ms:8.2f} ms  p99 {load.p99_ms:8.2f} ms  errors {load.errors}"
-                    )
+        _run_scenarios(servers, client, opts, report, out, invocations)
         if reference is not None and frames:
-            server, bodies = servers[0]
-            report(
-                f"{server.name}: {PAIRED_ROWS:,}-row batches paired with raw pyfunc.predict, "
-                f"{opts.pair_rounds} rounds of {opts.pair_s:g} s each"
-            )
-            paired = paired_batch(
-                server.base + server.predict_path, bodies[PAIRED_ROWS], frames, client,
-                reference, opts.pair_rounds, opts.pair_s,
-            )  # fmt: skip
-            out[server.name]["paired"] = paired
-            report(
-                f"{server.name}: ours/raw per round {paired['ratios']}, median "
-                f"{paired['ratio_median']:.2f}x"
-            )
+            _run_paired(servers[0], client, opts, report, reference, frames, out)
         for server, bodies in servers:
             if server.floor:
                 out[server.name]["peak_rss_mb"] = round(samplers[server.name].peak / 2**20, 1)
                 continue
-            report(f"{server.name}: steady run, 16 conns, {opts.soak_s:g} s (RSS sampled)")
-            url = server.base + server.predict_path
-            rss_before = server.rss_bytes()
-            soak = client.run(url, bodies[1], 16, opts.soak_s, 1)
-            rss_after = server.rss_bytes()
-            growth = (rss_after - rss_before) / rss_before * 100 if rss_before else float("nan")
-            peak = server.peak_rss_bytes() or samplers[server.name].peak
-            out[server.name]["soak"] = {
-                **soak.as_dict(),
-                "rss_start_mb": round(rss_before / 2**20, 1),
-                "rss_end_mb": round(rss_after / 2**20, 1),
-                "rss_growth_pct": round(growth, 2),
-            }
-            out[server.name]["peak_rss_mb"] = round(peak / 2**20, 1)
-            report(
-                f"{server.name}: steady {soak.rps:.1f} req/s, RSS {rss_before / 2**20:.0f} -> "
-                f"{rss_after / 2**20:.0f} MB ({growth:+.1f}%), peak {peak / 2**20:.0f} MB"
+            out[server.name].update(
+                _steady_run(server, bodies, client, opts, report, samplers[server.name])
             )
     finally:
         for sampler in samplers.values():
@@ -961,6 +937,116 @@ def measure(
         for server, _bodies in servers:
             server.stop()
     return out
+
+
+def _time_starts(
+    servers: Sequence[tuple[Server, dict[int, list[bytes]]]],
+    opts: Options,
+    report: Callable[[str], None],
+) -> dict[str, list[float]]:
+    """Start each server `opts.starts` times, alternating; the last start of each stays up."""
+    starts: dict[str, list[float]] = {server.name: [] for server, _bodies in servers}
+    for n in range(opts.starts):
+        for server, _bodies in servers:
+            report(f"{server.name}: starting ({shlex.join(server.argv[:6])} ...)")
+            starts[server.name].append(server.start())
+            report(
+                f"{server.name}: {server.ready_path} answered 200 after "
+                f"{starts[server.name][-1]:.2f} s"
+            )
+            if n < opts.starts - 1:
+                server.stop()
+    return starts
+
+
+def _run_scenarios(
+    servers: Sequence[tuple[Server, dict[int, list[bytes]]]],
+    client: Client,
+    opts: Options,
+    report: Callable[[str], None],
+    out: dict[str, dict[str, Any]],
+    invocations: dict[int, list[bytes]] | None,
+) -> None:
+    """Every scenario on every server back to back (and on the first one's /invocations)."""
+    for sc in SCENARIOS:
+        for server, bodies in servers:
+            if sc.rows not in bodies:  # a floor: one-row bodies only
+                continue
+            url = server.base + server.predict_path
+            load = client.run(url, bodies[sc.rows], sc.connections, opts.seconds, sc.rows)
+            out[server.name]["scenarios"][sc.key] = load.as_dict()
+            report(
+                f"{server.name:<6}: {sc.title:<20} {load.rps:9.1f} req/s  "
+                f"p50 {load.p50_ms:8.2f} ms  p99 {load.p99_ms:8.2f} ms  errors {load.errors}"
+            )
+            if invocations is not None and server is servers[0][0]:
+                load = client.run(
+                    server.base + "/invocations", invocations[sc.rows], sc.connections,
+                    opts.seconds, sc.rows,
+                )  # fmt: skip
+                mlflow = out.setdefault("ours_invocations", {"scenarios": {}})
+                mlflow["scenarios"][sc.key] = load.as_dict()
+                report(
+                    f"/invoc: {sc.title:<20} {load.rps:9.1f} req/s  p50 "
+                    f"{load.p50_ms:8.2f} ms  p99 {load.p99_ms:8.2f} ms  errors {load.errors}"
+                )
+
+
+def _run_paired(
+    first: tuple[Server, dict[int, list[bytes]]],
+    client: Client,
+    opts: Options,
+    report: Callable[[str], None],
+    reference: RawPyfunc,
+    frames: Sequence[Any],
+    out: dict[str, dict[str, Any]],
+) -> None:
+    """Our 1,000-row batches paired with the raw pyfunc's predict, round by round."""
+    server, bodies = first
+    report(
+        f"{server.name}: {PAIRED_ROWS:,}-row batches paired with raw pyfunc.predict, "
+        f"{opts.pair_rounds} rounds of {opts.pair_s:g} s each"
+    )
+    paired = paired_batch(
+        server.base + server.predict_path, bodies[PAIRED_ROWS], frames, client,
+        reference, opts.pair_rounds, opts.pair_s,
+    )  # fmt: skip
+    out[server.name]["paired"] = paired
+    report(
+        f"{server.name}: ours/raw per round {paired['ratios']}, median "
+        f"{paired['ratio_median']:.2f}x"
+    )
+
+
+def _steady_run(
+    server: Server,
+    bodies: dict[int, list[bytes]],
+    client: Client,
+    opts: Options,
+    report: Callable[[str], None],
+    sampler: PeakSampler,
+) -> dict[str, Any]:
+    """The steady run at 16 connections, RSS before, after and at peak ("soak", "peak_rss_mb")."""
+    report(f"{server.name}: steady run, 16 conns, {opts.soak_s:g} s (RSS sampled)")
+    url = server.base + server.predict_path
+    rss_before = server.rss_bytes()
+    soak = client.run(url, bodies[1], 16, opts.soak_s, 1)
+    rss_after = server.rss_bytes()
+    growth = (rss_after - rss_before) / rss_before * 100 if rss_before else float("nan")
+    peak = server.peak_rss_bytes() or sampler.peak
+    report(
+        f"{server.name}: steady {soak.rps:.1f} req/s, RSS {rss_before / 2**20:.0f} -> "
+        f"{rss_after / 2**20:.0f} MB ({growth:+.1f}%), peak {peak / 2**20:.0f} MB"
+    )
+    return {
+        "soak": {
+            **soak.as_dict(),
+            "rss_start_mb": round(rss_before / 2**20, 1),
+            "rss_end_mb": round(rss_after / 2**20, 1),
+            "rss_growth_pct": round(growth, 2),
+        },
+        "peak_rss_mb": round(peak / 2**20, 1),
+    }
 
 
 def log_cost(
@@ -1097,15 +1183,40 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 def table(result: dict[str, Any]) -> str:
     """The results as one plain-text table (what the run prints)."""
+    lines = _scenario_lines(result)
+    lines.append("")
+    lines.extend(_floor_lines(result))
+    lines.extend(_workers_line(result))
+    raw = result["raw_pyfunc_ms"]
+    lines.append(
+        "raw pyfunc.predict in-process (median): "
+        + ", ".join(f"{k} rows {v:.2f} ms" for k, v in raw.items())
+    )
+    lines.extend(_paired_line(result["ours"]))
+    lines.extend(_log_lines(result))
+    lines.extend(_start_and_memory_lines(result["ours"], result.get("theirs") or {}))
+    c = result["client"]
+    lines.append(
+        f"load generator: {c['name']} ({c.get('version', '')}); alone against a trivial server: "
+        + _ceiling_text(c["ceiling"])
+    )
+    lines.append("")
+    lines.append("targets:")
+    for tg in result["targets"]:
+        mark = {True: "MET", False: "NOT MET", None: "n/a"}[tg["met"]]
+        lines.append(f"  {tg['target']:<30} {tg['wanted']:<28} {tg['measured']:>9}  {mark}")
+    return "\n".join(lines)
+
+
+def _scenario_lines(result: dict[str, Any]) -> list[str]:
+    """The table proper: per scenario ours, /invocations, theirs, the floors and the ratios."""
     ours, theirs = result["ours"], result.get("theirs") or {}
     mlflow = (result.get("ours_invocations") or {}).get("scenarios", {})
-    lines = []
     head = (
         f"{'scenario':<20} {'':<7} {'req/s':>10} {'rows/s':>11} {'p50 ms':>9} {'p99 ms':>9} "
         f"{'errors':>7}"
     )
-    lines.append(head)
-    lines.append("-" * len(head))
+    lines = [head, "-" * len(head)]
     for sc in SCENARIOS:
         o = ours["scenarios"][sc.key]
         t = theirs.get("scenarios", {}).get(sc.key)
@@ -1129,24 +1240,26 @@ def table(result: dict[str, Any]) -> str:
                 f"{_fmt(ratio(o['p50_ms'], t['p50_ms']), 2) + 'x':>9} "
                 f"{_fmt(ratio(o['p99_ms'], t['p99_ms']), 2) + 'x':>9}"
             )
-    lines.append("")
-    lines.extend(_floor_lines(result))
-    lines.extend(_workers_line(result))
-    raw = result["raw_pyfunc_ms"]
-    lines.append(
-        "raw pyfunc.predict in-process (median): "
-        + ", ".join(f"{k} rows {v:.2f} ms" for k, v in raw.items())
-    )
+    return lines
+
+
+def _paired_line(ours: dict[str, Any]) -> list[str]:
+    """Our 1,000-row batches over the raw pyfunc's, paired round by round (if measured)."""
     paired = ours.get("paired")
-    if paired:
-        lines.append(
-            f"{paired['rows']:,}-row batch, ours p50 / raw pyfunc.predict, {paired['rounds']} "
-            f"paired rounds of {paired['slice_s']:g} s: median {paired['ratio_median']:.2f}x "
-            f"(quartiles {paired['ratio_q1']:.2f}x-{paired['ratio_q3']:.2f}x; ours "
-            f"{statistics.median(paired['ours_p50_ms']):.2f} ms, raw "
-            f"{statistics.median(paired['raw_ms']):.2f} ms)"
-        )
-    lines.extend(_log_lines(result))
+    if not paired:
+        return []
+    return [
+        f"{paired['rows']:,}-row batch, ours p50 / raw pyfunc.predict, {paired['rounds']} "
+        f"paired rounds of {paired['slice_s']:g} s: median {paired['ratio_median']:.2f}x "
+        f"(quartiles {paired['ratio_q1']:.2f}x-{paired['ratio_q3']:.2f}x; ours "
+        f"{statistics.median(paired['ours_p50_ms']):.2f} ms, raw "
+        f"{statistics.median(paired['raw_ms']):.2f} ms)"
+    ]
+
+
+def _start_and_memory_lines(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
+    """Start -> ready (each start and the median), peak RSS, and the steady runs' RSS."""
+    lines = []
     runs = ours.get("start_to_ready_runs_s", [])
     if len(runs) > 1:
         lines.append(
@@ -1175,17 +1288,7 @@ def table(result: dict[str, Any]) -> str:
             f"p99 {_fmt(s['p99_ms'], 2)} ms, errors {s['errors']}, RSS {s['rss_start_mb']:.0f} -> "
             f"{s['rss_end_mb']:.0f} MB ({s['rss_growth_pct']:+.1f}%)"
         )
-    c = result["client"]
-    lines.append(
-        f"load generator: {c['name']} ({c.get('version', '')}); alone against a trivial server: "
-        + _ceiling_text(c["ceiling"])
-    )
-    lines.append("")
-    lines.append("targets:")
-    for tg in result["targets"]:
-        mark = {True: "MET", False: "NOT MET", None: "n/a"}[tg["met"]]
-        lines.append(f"  {tg['target']:<30} {tg['wanted']:<28} {tg['measured']:>9}  {mark}")
-    return "\n".join(lines)
+    return lines
 
 
 def _floor_lines(result: dict[str, Any]) -> list[str]:
@@ -1372,7 +1475,27 @@ def run(opts: Options) -> dict[str, Any]:
     }
     progress("raw pyfunc.predict: " + ", ".join(f"{k} rows {v:.2f} ms" for k, v in raw.items()))
     env = server_env(opts.work)
-    result: dict[str, Any] = {
+    result = _header(opts, version, client, ceiling)
+    result["raw_pyfunc_ms"] = raw
+    servers = build_servers(opts, bodies, env)
+    frames = bodies.frames[PAIRED_ROWS]
+    result.update(
+        measure(
+            servers, client, opts, reference=reference, frames=frames, invocations=bodies.theirs
+        )
+    )
+    result["workers"] = workers_scaling(opts, bodies, env, client)
+    progress("our service with the prediction log on vs off")
+    result["log_cost"] = log_cost(opts, client, bodies, env)
+    result["floor_share"] = floor_shares(result)
+    result["targets"] = targets(result)
+    result["total_s"] = round(time.monotonic() - t0, 1)
+    return result
+
+
+def _header(opts: Options, version: int, client: Client, ceiling: Any) -> dict[str, Any]:
+    """The result's opening: when, on what machine, with which settings and load generator."""
+    return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             "cpus": os.cpu_count(),
@@ -1394,22 +1517,7 @@ def run(opts: Options) -> dict[str, Any]:
             "version": client.version() if isinstance(client, WrkClient) else "",
             "ceiling": ceiling,
         },
-        "raw_pyfunc_ms": raw,
     }
-    servers = build_servers(opts, bodies, env)
-    frames = bodies.frames[PAIRED_ROWS]
-    result.update(
-        measure(
-            servers, client, opts, reference=reference, frames=frames, invocations=bodies.theirs
-        )
-    )
-    result["workers"] = workers_scaling(opts, bodies, env, client)
-    progress("our service with the prediction log on vs off")
-    result["log_cost"] = log_cost(opts, client, bodies, env)
-    result["floor_share"] = floor_shares(result)
-    result["targets"] = targets(result)
-    result["total_s"] = round(time.monotonic() - t0, 1)
-    return result
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,9 +17,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from churn import cli, settings, tracking
 from churn.errors import RegistryStateError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+    from mlflow.entities.model_registry import ModelVersion
 
 PROG = "deploy/bake.py"
 
@@ -32,9 +38,19 @@ def _positive(text: str) -> int:
 
 def bake(source_uri: str, version: int, out: Path) -> str:
     """Copy `churn` v`version` from `source_uri` into `out`; return the baked registry URI."""
-    import mlflow
     from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param, RunTag
+
+    mv, run, model_dir = _fetch(source_uri, version, out)
+    uri = f"sqlite:///{(out / 'mlflow.db').resolve()}"
+    dst = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    run_id = _copy_run(dst, uri, source_uri, version, run)
+    _register(dst, version, model_dir, run_id, dict(mv.tags or {}))
+    return uri
+
+
+def _fetch(source_uri: str, version: int, out: Path) -> tuple[ModelVersion, Run | None, Path]:
+    """The source's model version, its run (None if it has none) and the model downloaded."""
+    import mlflow
 
     name = settings.MODEL_NAME
     src = tracking.connect(source_uri)
@@ -53,9 +69,14 @@ def bake(source_uri: str, version: int, out: Path) -> str:
                 artifact_uri=f"models:/{name}/{version}", dst_path=str(out / "model")
             )
         )
+    return mv, run, model_dir
 
-    uri = f"sqlite:///{(out / 'mlflow.db').resolve()}"
-    dst = MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+def _copy_run(dst: MlflowClient, uri: str, source_uri: str, version: int, run: Run | None) -> str:
+    """A finished run in `dst` with the source run's metrics, params and tags; its id."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    name = settings.MODEL_NAME
     exp = tracking.ensure_experiment(dst, uri, settings.EXPERIMENT_NAME)
     tags = {"baked_from": source_uri.split("@")[-1], "baked_from_version": str(version)}
     if run is not None:
@@ -70,18 +91,23 @@ def bake(source_uri: str, version: int, out: Path) -> str:
             tags=[RunTag("mlflow.runName", f"baked-{name}-v{version}")],
         )
     dst.set_terminated(new_run.info.run_id)
+    return str(new_run.info.run_id)
+
+
+def _register(
+    dst: MlflowClient, version: int, model_dir: Path, run_id: str, tags: dict[str, str]
+) -> None:
+    """Register the model in `dst` under the same version number, @champion on it."""
+    name = settings.MODEL_NAME
     dst.create_registered_model(name)
     # MLflow numbers versions itself (max + 1, deleted ones included): reserve and delete the
     # numbers below `version` so the baked copy answers with the number the team knows.
     for placeholder in range(1, version):
-        dst.create_model_version(name, str(model_dir), new_run.info.run_id)
+        dst.create_model_version(name, str(model_dir), run_id)
         dst.delete_model_version(name, str(placeholder))
-    baked = dst.create_model_version(
-        name, model_dir.resolve().as_uri(), new_run.info.run_id, tags=dict(mv.tags or {})
-    )
+    baked = dst.create_model_version(name, model_dir.resolve().as_uri(), run_id, tags=tags)
     assert int(baked.version) == version, (baked.version, version)
     dst.set_registered_model_alias(name, settings.CHAMPION, str(version))
-    return uri
 
 
 def main(argv: list[str] | None = None) -> int:

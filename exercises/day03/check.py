@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
+from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.tracking import _tracking_service, fluent
 
@@ -45,46 +46,51 @@ def run(path: Path, report: Report) -> None:
             found.append(client.get_run(run_id))
             return None
 
-        def experiment() -> str | None:
-            exp = client.get_experiment(_run(found).info.experiment_id)
-            if exp.name != "churn-day3":
-                return f"the run must be in experiment 'churn-day3': found it in {exp.name!r}"
-            return None
-
-        def params() -> str | None:
-            got = _run(found).data.params
-            want = {k: str(v) for k, v in PARAMS.items()}
-            if got != want:
-                return f"the run's params must be {want}: found {got}"
-            return None
-
-        def metric() -> str | None:
-            got = _run(found).data.metrics.get("auc")
-            if got != AUC:
-                return f"the run must have metric auc={AUC}: found {got}"
-            return None
-
-        def tag() -> str | None:
-            got = _run(found).data.tags.get("data_md5")
-            if got != MD5:
-                return f"the run must have tag data_md5={MD5}: found {got!r}"
-            return None
-
-        def finished() -> str | None:
-            status = _run(found).info.status
-            if status != "FINISHED":
-                return f"the run must end FINISHED (use `with mlflow.start_run()`): it is {status}"
-            return None
-
         report.run("log a run", logs)
         for name, check in [
-            ("experiment", experiment),
-            ("params", params),
-            ("metric auc", metric),
-            ("tag data_md5", tag),
-            ("run status", finished),
+            ("experiment", lambda: _experiment(client, found)),
+            ("params", lambda: _params(found)),
+            ("metric auc", lambda: _metric(found)),
+            ("tag data_md5", lambda: _tag(found)),
+            ("run status", lambda: _finished(found)),
         ]:
             report.run(name, check)
+
+
+def _experiment(client: MlflowClient, found: list[Run]) -> str | None:
+    exp = client.get_experiment(_run(found).info.experiment_id)
+    if exp.name != "churn-day3":
+        return f"the run must be in experiment 'churn-day3': found it in {exp.name!r}"
+    return None
+
+
+def _params(found: list[Run]) -> str | None:
+    got = _run(found).data.params
+    want = {k: str(v) for k, v in PARAMS.items()}
+    if got != want:
+        return f"the run's params must be {want}: found {got}"
+    return None
+
+
+def _metric(found: list[Run]) -> str | None:
+    got = _run(found).data.metrics.get("auc")
+    if got != AUC:
+        return f"the run must have metric auc={AUC}: found {got}"
+    return None
+
+
+def _tag(found: list[Run]) -> str | None:
+    got = _run(found).data.tags.get("data_md5")
+    if got != MD5:
+        return f"the run must have tag data_md5={MD5}: found {got!r}"
+    return None
+
+
+def _finished(found: list[Run]) -> str | None:
+    status = _run(found).info.status
+    if status != "FINISHED":
+        return f"the run must end FINISHED (use `with mlflow.start_run()`): it is {status}"
+    return None
 
 
 def _run(found: list[Run]) -> Run:

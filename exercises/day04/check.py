@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from mlflow import MlflowClient
@@ -34,58 +35,64 @@ def run(path: Path, report: Report) -> None:
     with sqlite_store() as (_, client):
         _registry(client, MODEL, champion=2, prev=1)
         result: list[object] = []
-
-        def swaps() -> str | None:
-            result.append(rollback(client, MODEL))
-            found = _aliases(client).get("champion")
-            if found != 1:
-                return f"rollback must move @champion back to v1: found v{found}, expected v1"
-            return None
-
-        def keeps_prev() -> str | None:
-            if not result:
-                raise NotReached
-            found = _aliases(client).get("prev-champion")
-            if found != 2:
-                return (
-                    "rollback must leave @prev-champion on the demoted champion: "
-                    f"found v{found}, expected v2"
-                )
-            return None
-
-        def returns() -> str | None:
-            if not result:
-                raise NotReached
-            if result[0] != (2, 1):
-                return f"rollback must return (demoted, restored) = (2, 1): returned {result[0]!r}"
-            return None
-
-        def tags() -> str | None:
-            if not result:
-                raise NotReached
-            tag = client.get_model_version(MODEL, "2").tags.get("rolled_back")
-            if tag != "true":
-                return f"rollback must tag the demoted v2 rolled_back=true: found {tag!r}"
-            return None
-
-        def undoes() -> str | None:
-            rollback(client, MODEL)
-            found = _aliases(client)
-            if found != {"champion": 2, "prev-champion": 1}:
-                return (
-                    "a second rollback must undo the first (@champion v2, @prev-champion v1): "
-                    f"found {_show(found)}"
-                )
-            return None
-
-        report.run("swap @champion", swaps)
-        report.run("keep @prev-champion", keeps_prev)
-        report.run("return value", returns)
-        report.run("rolled_back tag", tags)
-        report.run("second rollback", undoes)
+        report.run("swap @champion", lambda: _swaps(rollback, client, result))
+        report.run("keep @prev-champion", lambda: _keeps_prev(client, result))
+        report.run("return value", lambda: _returns(result))
+        report.run("rolled_back tag", lambda: _tags(client, result))
+        report.run("second rollback", lambda: _undoes(rollback, client))
         # A second model in the same store: creating a store takes seconds.
         _registry(client, NO_PREV, champion=3, prev=None)
         report.run("missing @prev-champion", lambda: _refuses(rollback, client))
+
+
+def _swaps(
+    rollback: Callable[..., object], client: MlflowClient, result: list[object]
+) -> str | None:
+    result.append(rollback(client, MODEL))
+    found = _aliases(client).get("champion")
+    if found != 1:
+        return f"rollback must move @champion back to v1: found v{found}, expected v1"
+    return None
+
+
+def _keeps_prev(client: MlflowClient, result: list[object]) -> str | None:
+    if not result:
+        raise NotReached
+    found = _aliases(client).get("prev-champion")
+    if found != 2:
+        return (
+            "rollback must leave @prev-champion on the demoted champion: "
+            f"found v{found}, expected v2"
+        )
+    return None
+
+
+def _returns(result: list[object]) -> str | None:
+    if not result:
+        raise NotReached
+    if result[0] != (2, 1):
+        return f"rollback must return (demoted, restored) = (2, 1): returned {result[0]!r}"
+    return None
+
+
+def _tags(client: MlflowClient, result: list[object]) -> str | None:
+    if not result:
+        raise NotReached
+    tag = client.get_model_version(MODEL, "2").tags.get("rolled_back")
+    if tag != "true":
+        return f"rollback must tag the demoted v2 rolled_back=true: found {tag!r}"
+    return None
+
+
+def _undoes(rollback: Callable[..., object], client: MlflowClient) -> str | None:
+    rollback(client, MODEL)
+    found = _aliases(client)
+    if found != {"champion": 2, "prev-champion": 1}:
+        return (
+            "a second rollback must undo the first (@champion v2, @prev-champion v1): "
+            f"found {_show(found)}"
+        )
+    return None
 
 
 def _refuses(rollback: object, client: MlflowClient) -> str | None:

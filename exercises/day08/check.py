@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from exercises.harness import LearnerFileError, Report
+from exercises.harness import Check, LearnerFileError, Report
 
 FILE = "lint.yml"
 _PINNED = re.compile(r"^actions/checkout@(v\d+(\.\d+)*|[0-9a-f]{40})$")
@@ -39,52 +39,57 @@ def run(path: Path, report: Report) -> None:
     triggers = on if isinstance(on, dict) else {t: None for t in ([on] if on else [])}
     steps = _steps(data)
     runs = [str(s.get("run", "")).strip() for s in steps]
-
-    def pull_request() -> str | None:
-        if "pull_request" not in triggers:
-            return f"the workflow must run on pull_request: it runs on {sorted(triggers)}"
-        push = triggers.get("push") or {}
-        if "main" not in (push.get("branches") or []):
-            return "the workflow must also run on pushes to main (push: branches: [main])"
-        return None
-
-    def permissions() -> str | None:
-        perms = data.get("permissions")
-        if perms != {"contents": "read"}:
-            return f"the workflow must set permissions: contents: read: found {perms!r}"
-        return None
-
-    def timeout() -> str | None:
-        for name, job in data["jobs"].items():
-            limit = (job or {}).get("timeout-minutes")
-            if not isinstance(limit, int) or not 0 < limit <= 30:
-                return f"job {name} must set timeout-minutes (1 to 30): found {limit!r}"
-        return None
-
-    def checkout() -> str | None:
-        uses = [str(s["uses"]) for s in steps if "uses" in s]
-        if not any(_PINNED.match(u) for u in uses):
-            found = uses or "no `uses:` step"
-            return f"a step must use actions/checkout pinned to a sha or a version tag: {found}"
-        return None
-
-    def make_targets() -> str | None:
-        want = ["make lint", "make test-unit"]
-        got = [r for r in runs if r in want]
-        if got != want:
-            return f"the steps must run `make lint` then `make test-unit`: found {runs}"
-        return None
-
-    for name, check in [
-        ("triggers", pull_request),
-        ("permissions", permissions),
-        ("timeout", timeout),
-        ("checkout", checkout),
-        ("make targets", make_targets),
-    ]:
+    checks: list[tuple[str, Check]] = [
+        ("triggers", lambda: _pull_request(triggers)),
+        ("permissions", lambda: _permissions(data)),
+        ("timeout", lambda: _timeout(data)),
+        ("checkout", lambda: _checkout(steps)),
+        ("make targets", lambda: _make_targets(runs)),
+    ]
+    for name, check in checks:
         report.run(name, check)
     if _actionlint():
         report.run("actionlint", lambda: _lint(path))
+
+
+def _pull_request(triggers: dict[Any, Any]) -> str | None:
+    if "pull_request" not in triggers:
+        return f"the workflow must run on pull_request: it runs on {sorted(triggers)}"
+    push = triggers.get("push") or {}
+    if "main" not in (push.get("branches") or []):
+        return "the workflow must also run on pushes to main (push: branches: [main])"
+    return None
+
+
+def _permissions(data: dict[Any, Any]) -> str | None:
+    perms = data.get("permissions")
+    if perms != {"contents": "read"}:
+        return f"the workflow must set permissions: contents: read: found {perms!r}"
+    return None
+
+
+def _timeout(data: dict[Any, Any]) -> str | None:
+    for name, job in data["jobs"].items():
+        limit = (job or {}).get("timeout-minutes")
+        if not isinstance(limit, int) or not 0 < limit <= 30:
+            return f"job {name} must set timeout-minutes (1 to 30): found {limit!r}"
+    return None
+
+
+def _checkout(steps: list[dict[str, Any]]) -> str | None:
+    uses = [str(s["uses"]) for s in steps if "uses" in s]
+    if not any(_PINNED.match(u) for u in uses):
+        found = uses or "no `uses:` step"
+        return f"a step must use actions/checkout pinned to a sha or a version tag: {found}"
+    return None
+
+
+def _make_targets(runs: list[str]) -> str | None:
+    want = ["make lint", "make test-unit"]
+    got = [r for r in runs if r in want]
+    if got != want:
+        return f"the steps must run `make lint` then `make test-unit`: found {runs}"
+    return None
 
 
 def _actionlint() -> str | None:
