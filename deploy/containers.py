@@ -10,7 +10,7 @@ Where those can be pulled they are used as they are. Where no image registry is 
 is replaced by a local stand-in with the same interface, named `localhost/churn-stand-in/...`:
 Python from Debian (`debootstrap --variant=minbase` + Debian's python3.11, as root), and uv's
 binary from its PyPI wheel. The images are tagged as compose.yaml names them, so
-`docker compose up` / `podman-compose up` runs them without building.
+`docker compose up` runs them without building (with podman: Compose v2 on its Docker API).
 
 podman runs with a containers.conf of ours (CONTAINERS_CONF, unless already set): runc where it
 is installed, cgroupfs and a file event log where systemd is not PID 1, no default ulimits.

@@ -17,7 +17,8 @@ from deploy.containers import Engine, EngineError
 from tests.conftest import ROOT
 from tests.containers.conftest import PREFIX, Built
 
-pytestmark = pytest.mark.containers
+# The first test of a session also builds every image (cold: ~10 min on a loaded 2-core machine).
+pytestmark = [pytest.mark.containers, pytest.mark.timeout(2400)]
 
 
 def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

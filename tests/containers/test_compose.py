@@ -19,7 +19,8 @@ from deploy.containers import Engine
 from serve.api_models import EXAMPLE_REQUEST
 from tests.containers.conftest import PREFIX, Built, Container, http, wait_served
 
-pytestmark = pytest.mark.containers
+# The first test of a session also builds every image (cold: ~10 min on a loaded 2-core machine).
+pytestmark = [pytest.mark.containers, pytest.mark.timeout(2400)]
 
 PROJECT = f"{PREFIX}-stack"
 SERVICES = ("mlflow", "api", "pipeline")

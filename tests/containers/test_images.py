@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import subprocess
 import time
@@ -15,7 +16,8 @@ from deploy.containers import Engine
 from tests.conftest import ROOT
 from tests.containers.conftest import PREFIX, Built
 
-pytestmark = pytest.mark.containers
+# The first test of a session also builds every image (cold: ~10 min on a loaded 2-core machine).
+pytestmark = [pytest.mark.containers, pytest.mark.timeout(2400)]
 
 # Tools a serving image has no use for: test runners, linters, compilers.
 NOT_IN_RUNTIME = ("pytest", "ruff", "mypy", "hypothesis", "schemathesis", "pyspark", "mkdocs")
@@ -43,6 +45,36 @@ def test_runtime_image_runs_as_non_root_and_carries_no_dev_tools(
     # What the service imports, imports: the app factory builds without a registry.
     factory = in_image(engine, api, "python", "-c", "import serve.app, uvicorn, uvloop, httptools")
     assert factory.returncode == 0, factory.stderr[-2000:]
+
+
+def test_every_image_runs_as_non_root(engine: Engine, built: Built) -> None:
+    for target, tag in built.tags.items():
+        uid = in_image(engine, tag, "id", "-u")
+        assert uid.returncode == 0 and uid.stdout.strip() == "10001", (target, uid.stderr)
+
+
+def test_the_runtime_cmd_is_make_serves_command_line(engine: Engine, built: Built) -> None:
+    inspected = engine.run(
+        "image", "inspect", "--format", "{{json .Config.Cmd}}", built.tags["runtime"], check=True
+    )
+    cmd = json.loads(inspected.stdout)
+    # What `make serve` runs, as make itself expands it (-n: print, do not run).
+    shown = subprocess.run(
+        ["make", "--no-print-directory", "-n", "serve", "HOST=0.0.0.0", "PORT=8000"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.strip().splitlines()[-1]  # fmt: skip
+    make_argv = shlex.split(shown)
+    assert Path(make_argv[0]).name == cmd[0] == "uvicorn"
+    assert make_argv[1:] == cmd[1:]
+
+
+def test_the_pipeline_image_holds_no_store_data_git_or_tests(engine: Engine, built: Built) -> None:
+    """`COPY . .` sends what .dockerignore lets in: never the store, data, .git or tests."""
+    banned = (".git", "tests", "mlflow.db", "mlartifacts", "data/customers.parquet", "reports",
+              "deploy/team.env", ".dvc/cache")  # fmt: skip
+    probe = f"import os; print([p for p in {banned!r} if os.path.exists('/app/' + p)])"
+    found = in_image(engine, built.tags["pipeline"], "python", "-c", probe)
+    assert found.returncode == 0 and found.stdout.strip() == "[]", found.stdout + found.stderr
 
 
 def _layers(engine: Engine, image: str) -> list[str]:

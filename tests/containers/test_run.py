@@ -22,7 +22,8 @@ from serve.example import request_rows
 from tests.conftest import small_params
 from tests.containers.conftest import PREFIX, Built, Container, http, wait_served
 
-pytestmark = pytest.mark.containers
+# The first test of a session also builds every image (cold: ~10 min on a loaded 2-core machine).
+pytestmark = [pytest.mark.containers, pytest.mark.timeout(2400)]
 
 
 def compose_default(service: str, variable: str) -> str:
@@ -130,6 +131,8 @@ def test_the_baked_image_scores_with_no_tracking_server(
         baked.wait_healthy()
         ready = wait_served(baked.url)
         assert ready["model"]["version"] == champion
+        uid = engine.run("exec", baked.name, "id", "-u", check=True)
+        assert uid.stdout.strip() == "10001", "the baked image runs as root"
         code, body = http("POST", f"{baked.url}/predict", EXAMPLE_REQUEST)
         assert code == 200 and body["model"]["version"] == champion, body
         code, model = http("GET", f"{baked.url}/model")
