@@ -7,13 +7,15 @@
 #   docker build --target baked --build-arg MODEL_VERSION=4 \
 #     --build-arg SOURCE_TRACKING_URI=http://mlflow.internal:5000 -t churn-api:v4 .   # air-gapped
 #
-# tests/integration/test_docker.py runs this file's COPY/RUN/CMD/HEALTHCHECK steps without an
-# engine (the same `uv sync` in a copy of the project, the same uvicorn command line), and
-# `make docker-lint` runs hadolint on it.
+# Every base is a build argument whose default is the official image. Where no registry can be
+# reached, `make images` builds local stand-ins with the same interface and passes them here
+# (deploy/containers.py). tests/containers builds every target and runs them with a real engine;
+# `make docker-lint` runs hadolint on this file.
 
-ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+ARG PYTHON_IMAGE=docker.io/library/python:3.11.14-slim-bookworm
+ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
 
-FROM ghcr.io/astral-sh/uv:0.13.9 AS uv
+FROM ${UV_IMAGE} AS uv
 
 # ---- builder: the locked dependencies, without dev tools ------------------------------------
 FROM ${PYTHON_IMAGE} AS builder
@@ -21,13 +23,19 @@ COPY --from=uv /uv /usr/local/bin/uv
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never
+# Behind a network that inspects TLS, uv needs its CA bundle: give it as the build secret
+# `ca_bundle` and point uv at it (--secret id=ca_bundle,src=$SSL_CERT_FILE --build-arg
+# SSL_CERT_FILE=/run/secrets/ca_bundle). A secret is mounted for one RUN, never kept in a layer.
+ARG SSL_CERT_FILE=""
 WORKDIR /app
 # Dependencies first: this layer is rebuilt only when pyproject.toml or uv.lock change.
 COPY pyproject.toml uv.lock README.md ./
-RUN --mount=type=cache,target=/root/.cache/uv uv sync --frozen --no-dev --no-install-project
+RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=ca_bundle \
+    uv sync --frozen --no-dev --no-install-project
 COPY churn/ churn/
 COPY serve/ serve/
-RUN --mount=type=cache,target=/root/.cache/uv uv sync --frozen --no-dev
+RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=ca_bundle \
+    uv sync --frozen --no-dev
 
 # ---- runtime: the API, as a non-root user, no model inside (it loads @champion at start) ----
 FROM ${PYTHON_IMAGE} AS runtime
@@ -58,14 +66,17 @@ CMD ["uvicorn", "--factory", "serve.app:main", "--host", "0.0.0.0", "--port", "8
 # The build downloads models:/churn/<MODEL_VERSION> from SOURCE_TRACKING_URI into a small
 # read-only SQLite registry in the image (same version number, metrics, params and tags), and
 # the service pins that version: no tracking server is needed at run time. A token for the
-# source server can be given as a build secret: --secret id=mlflow_token,env=MLFLOW_TRACKING_TOKEN
+# source server can be given as a build secret: --secret id=mlflow_token,src=token.txt (a file:
+# podman's builder mounts secrets as files only).
 FROM runtime AS baked
 ARG MODEL_VERSION
 ARG SOURCE_TRACKING_URI
 USER 0:0
 COPY deploy/bake.py deploy/bake.py
-RUN --mount=type=secret,id=mlflow_token,env=MLFLOW_TRACKING_TOKEN,required=false \
-    python -m deploy.bake --tracking-uri "${SOURCE_TRACKING_URI}" --version "${MODEL_VERSION}" \
+RUN --mount=type=secret,id=mlflow_token \
+    if [ -s /run/secrets/mlflow_token ]; then \
+      MLFLOW_TRACKING_TOKEN="$(cat /run/secrets/mlflow_token)"; export MLFLOW_TRACKING_TOKEN; fi \
+ && python -m deploy.bake --tracking-uri "${SOURCE_TRACKING_URI}" --version "${MODEL_VERSION}" \
       --out /app/baked \
  && chown -R churn:churn /app/baked
 ENV MLFLOW_TRACKING_URI=sqlite:////app/baked/mlflow.db \
@@ -75,7 +86,9 @@ USER 10001:10001
 
 # ---- tracking: `mlflow server` with the team backends (PostgreSQL, S3) ------------------------
 FROM builder AS tracking-builder
-RUN --mount=type=cache,target=/root/.cache/uv uv sync --frozen --no-dev --group tracking
+ARG SSL_CERT_FILE=""
+RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=ca_bundle \
+    uv sync --frozen --no-dev --group tracking
 
 FROM ${PYTHON_IMAGE} AS tracking
 RUN groupadd --system --gid 10001 mlflow \

@@ -160,6 +160,16 @@ promote-ci: setup ## promote for CI: refuses (exit 3) if the aliases moved since
 actionlint: setup-dev ## lint .github/workflows (actionlint)
 	$(VENV)/bin/actionlint -color=false
 
+.PHONY: base-images images test-containers
+base-images: setup ## the Dockerfile's bases: pulled, else local stand-ins (Debian + PyPI; root for debootstrap)
+	@$(PY) -m deploy.containers base-images
+
+images: setup ## build every image compose.yaml names, with docker if its daemon answers, else podman
+	@$(PY) -m deploy.containers images
+
+test-containers: setup-dev $(if $(filter true 1,$(CI)),system-deps) ## build the images, run them and the compose stack (tests/containers)
+	$(PY) -m pytest tests/containers --durations=15 $(ARGS)
+
 docker-lint: setup-dev ## hadolint the Dockerfile; docker compose config on compose.yaml (default and team)
 	$(VENV)/bin/hadolint --failure-threshold info Dockerfile
 	$(VENV)/bin/docker-compose -f compose.yaml config --quiet

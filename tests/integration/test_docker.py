@@ -366,7 +366,7 @@ def start(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
 
 def test_the_recipe_follows_the_rules() -> None:
     args, stages = parse(DOCKERFILE.read_text())
-    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", args["PYTHON_IMAGE"])
+    assert re.fullmatch(r"docker.io/library/python:3\.11\.\d+-slim-bookworm", args["PYTHON_IMAGE"])
     assert {"builder", "runtime", "baked", "tracking", "pipeline"} <= set(stages)
     image_stages = [s for s in stages.values() if s.base != "ghcr.io/astral-sh/uv:0.13.9"]
     for stage in image_stages:
