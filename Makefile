@@ -167,7 +167,7 @@ base-images: setup ## the Dockerfile's bases: pulled, else local stand-ins (Debi
 images: setup ## build every image compose.yaml names, with docker if its daemon answers, else podman
 	@$(PY) -m deploy.containers images
 
-test-containers: setup-dev $(if $(filter true 1,$(CI)),system-deps) ## build the images, run them and the compose stack (tests/containers)
+test-containers: setup-dev $(if $(filter true 1,$(CI)),system-deps-containers) ## build the images, run them and the compose stack (tests/containers)
 	$(PY) -m pytest tests/containers --durations=15 $(ARGS)
 
 docker-lint: setup-dev ## hadolint the Dockerfile; docker compose config on compose.yaml (default and team)
@@ -180,9 +180,11 @@ k8s-lint: setup-dev ## validate deploy/k8s (base and overlays, kustomize-built) 
 
 ci-lint: lint actionlint docker-lint k8s-lint ## every linter CI runs
 
-.PHONY: system-deps
+.PHONY: system-deps system-deps-containers
 system-deps: ## the Debian packages the engine tests need (PostgreSQL, Chromium), when missing
 	@deploy/system-deps.sh
+system-deps-containers: ## those, plus podman, runc and debootstrap for make test-containers
+	@deploy/system-deps.sh containers
 
 # ---- Beyond one machine (issue 10), reliability (issue 8), the course (issue 9) ------------------
 

@@ -4,6 +4,7 @@
 # tests that need one skip with the package to install, and this script is `make system-deps`.
 #   postgresql  tests/integration/test_team_stack.py (a real PostgreSQL behind mlflow server)
 #   chromium    tests/integration/test_docs_site.py (the course site in headless Chromium)
+# With `containers` (make test-containers, not yet part of make test):
 #   podman runc debootstrap netavark aardvark-dns iptables
 #               tests/containers (the images built and run, the compose stack up; debootstrap
 #               makes the local stand-ins for the official bases when no registry answers)
@@ -13,13 +14,15 @@ missing=()
 have_pg() { command -v pg_ctl >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null; }
 have_pg || missing+=(postgresql)
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing+=(chromium)
-for tool in podman runc debootstrap; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-done
-# Container networks with names that resolve (compose's services call each other by name).
-[ -x /usr/lib/podman/netavark ] || missing+=(netavark)
-[ -x /usr/lib/podman/aardvark-dns ] || missing+=(aardvark-dns)
-command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing+=(iptables)  # netavark's NAT
+if [ "${1:-}" = containers ]; then
+  for tool in podman runc debootstrap; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+  done
+  # Container networks with names that resolve (compose's services call each other by name).
+  [ -x /usr/lib/podman/netavark ] || missing+=(netavark)
+  [ -x /usr/lib/podman/aardvark-dns ] || missing+=(aardvark-dns)
+  command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing+=(iptables)  # netavark's NAT
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "system-deps: all present"
