@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import shutil
 import sys
@@ -44,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.score import load
-from bench.serve import _rel, output_args, progress, report
+from bench.serve import _rel, output_args, progress, report, stamp
 from churn.errors import ChurnError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -213,14 +211,7 @@ def run(opts: Options) -> dict[str, Any]:
     files, size = _size(root)
     total = measured["total_s_measured"]
     return {
-        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "load_before": load_before,
-            "load_after": load(),
-        },
+        **stamp(load_before=load_before, load_after=load()),
         "config": {"rows": opts.rows, "seed": opts.seed, "resamples": opts.resamples},
         "log": {"rows": opts.rows, "files": files, "bytes": size, "generated": generated},
         **measured,

@@ -32,16 +32,23 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
-from bench.serve import BENCH_ERRORS, MODEL_URI, ensure_champion, finish, output_args, store_uri
+from bench.serve import (
+    BENCH_ERRORS,
+    MODEL_URI,
+    ensure_champion,
+    finish,
+    output_args,
+    stamp,
+    store_uri,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -265,13 +272,7 @@ def run(opts: Options) -> dict[str, Any]:
         cli = run_cli(opts, files[max(opts.sizes)])
     load_after = load()
     return {
-        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "load_average_1m": {"before": load_before, "after": load_after},
-        },
+        **stamp(load_average_1m={"before": load_before, "after": load_after}),
         "versions": _versions(),
         "config": {
             "quick": opts.quick,

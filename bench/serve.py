@@ -1493,15 +1493,23 @@ def run(opts: Options) -> dict[str, Any]:
     return result
 
 
-def _header(opts: Options, version: int, client: Client, ceiling: Any) -> dict[str, Any]:
-    """The result's opening: when, on what machine, with which settings and load generator."""
+def stamp(**machine: Any) -> dict[str, Any]:
+    """Every benchmark result's opening: when, and on what machine (plus `machine`'s extras)."""
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
+            **machine,
         },
+    }
+
+
+def _header(opts: Options, version: int, client: Client, ceiling: Any) -> dict[str, Any]:
+    """The result's opening: when, on what machine, with which settings and load generator."""
+    return {
+        **stamp(),
         "config": {
             "quick": opts.quick,
             "seconds_per_scenario": opts.seconds,

@@ -59,6 +59,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from churn.procs import free_port
 
@@ -418,32 +419,29 @@ class Session:
         outcomes = []
         for command in block.commands:
             timeout = float(block.options.get("timeout") or 300)
-            proc = subprocess.run(
-                ["bash", "-c", self.to_session(command.text)],
-                cwd=self.root,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                timeout=timeout,
-            )
+            proc = subprocess.run(**self._shell(command.text), timeout=timeout)
             # Bytes, not text mode: universal newlines would turn a progress bar's \r into lines.
             actual = self.to_page(proc.stdout.decode("utf-8", "replace"))
             ok = proc.returncode == 0 and matches(command.expected, actual)
             outcomes.append(Outcome(command, actual, proc.returncode, ok))
         return outcomes
 
+    def _shell(self, text: str) -> dict[str, Any]:
+        """How a page's command runs: bash in the copy, the learner's environment, no stdin,
+        stdout and stderr together as a terminal shows them."""
+        return {
+            "args": ["bash", "-c", self.to_session(text)],
+            "cwd": self.root,
+            "env": self.env,
+            "stdin": subprocess.DEVNULL,
+            "stdout": subprocess.PIPE,
+            "stderr": subprocess.STDOUT,
+        }
+
     def _start(self, block: Block) -> Outcome:
         (command,) = block.commands
-        proc = subprocess.Popen(
-            ["bash", "-c", self.to_session(command.text)],
-            cwd=self.root,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its process group (make, uvicorn) is stopped as one
-        )
+        # start_new_session: its process group (make, uvicorn) is stopped as one
+        proc = subprocess.Popen(**self._shell(command.text), start_new_session=True)
         self.background.append(proc)
         printed: list[bytes] = []
         threading.Thread(target=lambda: printed.extend(proc.stdout or ()), daemon=True).start()
