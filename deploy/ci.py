@@ -305,15 +305,15 @@ def promote(uri: str) -> int:
     )
     then = "dry run: no move" if dry_run else "then the move"
     print(f"promote: the gate as promote.py applies it, {then}", file=sys.stderr, flush=True)
-    client = tracking.connect(uri, writes=True)
     try:
+        client = tracking.connect(uri, writes=True)
         result = promotion.run(
             client, uri, params, options,
             note=lambda msg: print(f"promote: {msg}", file=sys.stderr),
             verify=registry.loads(f"register a loadable @{settings.CHALLENGER}"),
         )  # fmt: skip
     except ChurnError as exc:
-        summary(f"### Promotion\n**FAILED** (exit {exc.exit_code}): {exc}")
+        summary(f"### Promotion\n**FAILED**: the promotion exited {exc.exit_code}: {exc}")
         raise
     print("\n".join(promotion.report(result)), flush=True)  # before the stderr line below
     summary("\n\n".join(_promotion_report(client, uri, result)))

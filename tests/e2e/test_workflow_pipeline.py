@@ -241,7 +241,7 @@ def test_promoted_then_refused_then_unreachable(repo: Path, tmp_path: Path) -> N
     )  # fmt: skip
     assert proc.returncode != 0
     assert f"tracking server {dead} is unreachable" in proc.stderr
-    assert "**FAILED**: promote.py exited 4" in third.read_text()
+    assert "**FAILED**: the promotion exited 4: " in third.read_text()
     proc = subprocess.run(
         ["make", "--no-print-directory", "decide-ci"], cwd=repo, capture_output=True,
         text=True, timeout=300, env=clean_env(CI="true", MLFLOW_TRACKING_URI=dead),
